@@ -33,6 +33,14 @@ _TYPES = {
 }
 
 
+def _kind_of(value: Any) -> str:
+    """YAML-level type name (Ansible wraps loaded values in tagged subclasses of the builtins)."""
+    for base in (bool, int, float, str, list, dict):
+        if isinstance(value, base):
+            return base.__name__
+    return "null" if value is None else type(value).__name__
+
+
 def _type_error(value: Any, kind: str) -> str | None:
     allowed = _TYPES.get(kind, (object,))
     if kind in ("int", "float") and isinstance(value, bool):
@@ -48,7 +56,7 @@ def _type_error(value: Any, kind: str) -> str | None:
             hint = " (quote it)"
         elif kind == "bool" and isinstance(value, str):
             hint = " (use true or false without quotes)"
-        return f"must be a {kind}, got {type(value).__name__} {shown}{hint}"
+        return f"must be a {kind}, got {_kind_of(value)} {shown}{hint}"
     return None
 
 
@@ -97,7 +105,11 @@ def _validate_options(name: str, value: dict[str, Any], options: dict[str, Any])
 
 
 def _suggest(name: str, known: Any) -> str:
-    close = difflib.get_close_matches(name, list(known), n=2, cutoff=0.75)
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, name, k).ratio(), k) for k in known), reverse=True
+    )
+    # Offer the best match, and a runner-up only when it is as plausible.
+    close = [k for score, k in scored[:2] if score >= 0.75 and score >= scored[0][0] - 0.01]
     return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
@@ -126,7 +138,8 @@ def find_sources(var: str, dirs: list[Path]) -> list[str]:
                 if path.is_file() and path.suffix in ("", ".yml", ".yaml", ".json"):
                     try:
                         if pattern.search(path.read_text(errors="replace")):
-                            found.append(os.path.relpath(path))
+                            rel = os.path.relpath(path)
+                            found.append(str(path) if rel.startswith("..") else rel)
                     except OSError:
                         continue
     return found

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The demo fleet in local systemd containers: a GX simulator and an edge on a boat LAN,
+# the edge and a cloud on a WAN — the networks a real installation has.
+#
+#   scripts/demo.sh up      start (or reuse) the containers, converge site.yml, print where to look
+#   scripts/demo.sh down    remove the containers and networks
+#   scripts/demo.sh status  print where to look again
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+IMAGE="${OVR_TEST_IMAGE:-localhost/ovr-trixie-systemd:latest}"
+LAN=ovr-demo-lan
+WAN=ovr-demo-wan
+declare -A NETS=([ovr-demo-gx]="$LAN" [ovr-demo-edge]="$LAN $WAN" [ovr-demo-cloud]="$WAN")
+HOSTS=(ovr-demo-gx ovr-demo-edge ovr-demo-cloud)
+export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
+
+start() {
+  for net in "$LAN" "$WAN"; do
+    podman network exists "$net" || podman network create "$net" >/dev/null
+  done
+  for h in "${HOSTS[@]}"; do
+    if [[ "$(podman inspect -f '{{.State.Running}}' "$h" 2>/dev/null)" == "true" ]]; then
+      continue
+    fi
+    podman rm -f "$h" >/dev/null 2>&1 || true
+    args=(run -d --name "$h" --hostname "$h" --systemd=always --cap-add NET_ADMIN --label ovr-demo=1)
+    for net in ${NETS[$h]}; do args+=(--network "$net"); done
+    podman "${args[@]}" "$IMAGE" /lib/systemd/systemd >/dev/null
+    echo "demo: started $h"
+  done
+  for h in "${HOSTS[@]}"; do
+    state=$(podman exec "$h" systemctl is-system-running --wait || true)
+    [[ "$state" == running ]] || { echo "demo: $h did not boot cleanly ($state)"; podman exec "$h" systemctl --failed; exit 1; }
+  done
+}
+
+converge() {
+  mkdir -p .demo/credentials && chmod 0700 .demo
+  ansible-playbook -i inventory/demo site.yml
+}
+
+status() {
+  echo
+  echo "ovr-tele demo fleet"
+  echo "==================="
+  for h in "${HOSTS[@]}"; do
+    ips=$(podman inspect -f '{{range $n, $c := .NetworkSettings.Networks}}{{$n}}={{$c.IPAddress}} {{end}}' "$h" 2>/dev/null || echo "not running")
+    echo
+    echo "$h   $ips"
+    podman exec "$h" systemctl list-units --type=service --state=running --no-legend --plain \
+      'ovr-*' 'mosquitto*' 'telegraf*' 'vmagent*' 'victoria*' 'caddy*' 'nftables*' 'ssh*' 2>/dev/null \
+      | awk '{printf "    %-32s %s\n", $1, $4}'
+    podman exec "$h" systemctl list-units --type=service --state=exited --no-legend --plain 'nftables*' 2>/dev/null \
+      | awk '{printf "    %-32s %s (firewall loaded)\n", $1, $4}'
+  done
+  cat <<TXT
+
+Where to look
+  GX simulator topics (as the edge sees them; a keepalive wakes the GX):
+    podman exec ovr-demo-gx sh -c 'mosquitto_pub -p 1884 -t R/$(grep -oP "GXSIM_PORTAL_ID=\\K.*" /etc/ovr/gxsim.env)/keepalive -m "" && timeout 5 mosquitto_sub -p 1884 -t "N/#" -v | head -20'
+  Logs of a host:           podman exec -it ovr-demo-edge journalctl -f
+  A shell on a host:        podman exec -it ovr-demo-edge bash
+  Firewall of a host:       podman exec ovr-demo-edge nft list table inet ovr
+  Generated demo secrets:   .demo/credentials/ (not in git)
+  Converge again:           make demo      Tear down: make demo-down
+TXT
+}
+
+case "${1:-up}" in
+  up) start; converge; status ;;
+  status) status ;;
+  down)
+    podman rm -f -t 2 "${HOSTS[@]}" >/dev/null 2>&1 || true
+    podman network rm "$LAN" "$WAN" >/dev/null 2>&1 || true
+    echo "demo: removed" ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

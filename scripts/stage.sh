@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run one stage of `make test`, print its duration, and keep a table for the summary.
+#   scripts/stage.sh NAME cmd...    run and time a stage
+#   scripts/stage.sh --summary      print every stage's time (and fail if one failed)
+set -uo pipefail
+log="${OVR_STAGE_LOG:-/tmp/ovr-stages.$PPID}"
+if [[ "${1:-}" == "--summary" ]]; then
+  echo "== stage times =="
+  column -t -s $'\t' "$log" 2>/dev/null || cat "$log"
+  rm -f "$log"
+  exit 0
+fi
+name="$1"; shift
+echo "== stage $name =="
+start=$(date +%s)
+"$@"
+rc=$?
+secs=$(( $(date +%s) - start ))
+printf '%s\t%ss\t%s\n' "$name" "$secs" "$([[ $rc -eq 0 ]] && echo ok || echo "FAILED rc=$rc")" >>"$log"
+echo "== stage $name: ${secs}s rc=$rc =="
+if [[ $rc -ne 0 ]]; then
+  echo "== stage times so far =="; cat "$log"; rm -f "$log"
+fi
+exit $rc
