@@ -39,6 +39,8 @@ rm -f "$rootfs.log"
 chroot "$rootfs" systemctl mask getty@tty1.service serial-getty@.service console-getty.service \
   systemd-udevd.service systemd-udev-trigger.service systemd-firstboot.service >/dev/null 2>&1 || true
 rm -f "$rootfs"/etc/ssh/ssh_host_*
+# Without host keys sshd cannot start; it stays off until roles/common generated them.
+chroot "$rootfs" systemctl disable ssh.service >/dev/null 2>&1 || true
 echo "ovr-test" >"$rootfs/etc/hostname"
 : >"$rootfs/etc/machine-id"
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb  # package lists stay: a real host has them too (check mode needs them)

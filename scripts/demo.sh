@@ -24,7 +24,7 @@ start() {
       continue
     fi
     podman rm -f "$h" >/dev/null 2>&1 || true
-    args=(run -d --name "$h" --hostname "$h" --systemd=always --cap-add NET_ADMIN --label ovr-demo=1)
+    args=(run -d --name "$h" --hostname "$h" --systemd=always --cap-add NET_ADMIN --cap-add SYS_ADMIN --label ovr-demo=1)
     for net in ${NETS[$h]}; do args+=(--network "$net"); done
     podman "${args[@]}" "$IMAGE" /lib/systemd/systemd >/dev/null
     echo "demo: started $h"
