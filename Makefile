@@ -77,6 +77,11 @@ molecule: ## every Molecule scenario
 molecule-%: venv image telegraf ## one scenario, e.g. make molecule-common
 	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && molecule test -s $*
 
+# ---- benchmarks (figures, not pass/fail) ------------------------------------------------
+.PHONY: bench-edge
+bench-edge: deps ## GX msgs/s through the edge pipeline vs raw Telegraf, CPU per 1k msgs/s and at ~700 msgs/s
+	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && $(BIN)/python bench/edge.py
+
 # ---- demo ------------------------------------------------------------------------------
 .PHONY: demo
 demo: deps ## start the demo fleet in local containers and print where to look

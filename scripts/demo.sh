@@ -14,6 +14,8 @@ WAN=ovr-demo-wan
 declare -A NETS=([ovr-demo-gx]="$LAN" [ovr-demo-edge]="$LAN $WAN" [ovr-demo-cloud]="$WAN")
 HOSTS=(ovr-demo-gx ovr-demo-edge ovr-demo-cloud)
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
+TELEGRAF_BIN="${TELEGRAF_BIN:-$(scripts/build-telegraf.sh)}"
+export TELEGRAF_BIN
 
 start() {
   for net in "$LAN" "$WAN"; do
@@ -54,11 +56,21 @@ status() {
     podman exec "$h" systemctl list-units --type=service --state=exited --no-legend --plain 'nftables*' 2>/dev/null \
       | awk '{printf "    %-32s %s (firewall loaded)\n", $1, $4}'
   done
+  echo
+  echo "Data on the edge (VictoriaMetrics, loopback of ovr-demo-edge):"
+  podman exec ovr-demo-edge sh -c '
+    n=$(curl -s http://127.0.0.1:8428/api/v1/label/__name__/values | grep -o "\"victron_[a-z0-9_]*\"" | wc -l)
+    soc=$(curl -s --get --data-urlencode "query=last_over_time(victron_system_dc_battery_soc_value[1m])" \
+          http://127.0.0.1:8428/api/v1/query | grep -o "\"value\":\[[^]]*\]" | head -n1)
+    echo "    victron_* metric names: $n;  battery SoC now: ${soc:-no data yet (give it ~20 s)}"' 2>/dev/null || true
   cat <<TXT
 
 Where to look
   GX simulator topics (as the edge sees them; a keepalive wakes the GX):
     podman exec ovr-demo-gx sh -c 'mosquitto_pub -p 1884 -t R/$(grep -oP "GXSIM_PORTAL_ID=\\K.*" /etc/ovr/gxsim.env)/keepalive -m "" && timeout 5 mosquitto_sub -p 1884 -t "N/#" -v | head -20'
+  Query the edge's data:    podman exec ovr-demo-edge curl -s 'http://127.0.0.1:8428/api/v1/query?query=victron_vebus_ac_out_p_value'
+  GX discovery/keepalive:   podman exec ovr-demo-edge journalctl -u ovr-refresh-gx-mqtt-sources -n 20
+  What the edge knows:      podman exec ovr-demo-edge cat /etc/ovr/gx_systems.json
   Logs of a host:           podman exec -it ovr-demo-edge journalctl -f
   A shell on a host:        podman exec -it ovr-demo-edge bash
   Firewall of a host:       podman exec ovr-demo-edge nft list table inet ovr
