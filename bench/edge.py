@@ -77,7 +77,11 @@ GOAL_RATIO = 0.6  # pipeline / raw Telegraf
 GOAL_NODE_CPU = 5.0  # % of one core at a real node's load
 NODE_RATE = 700  # msgs/s of a real node
 
-FULL_LADDER = (1000, 2000, 5000, 10_000, 20_000, 40_000)
+# As deployed a GX input is capped near max_undelivered_messages per flush_interval; the tuned
+# config lifts that cap so the ladder can find what the processor itself costs.
+DEPLOYED_LADDER = (1000, 2000, 5000)
+TUNED_LADDER = (10_000, 20_000, 40_000, 60_000, 80_000)
+TUNED_UNDELIVERED = 10_000  # 2 x metric_batch_size: a full batch is always ready to flush
 DRAIN_OK_S = 5.0  # all samples visible this long after the last publish, or the step lagged
 PROCS = ("telegraf", "vmagent", "vm", "mosquitto")
 VARIANTS = ("pipeline", "raw")
@@ -517,8 +521,9 @@ def start_stack(work: Path, procs: Processes, telegraf: str) -> Env:
                rendered["victron_processor.conf"], Allowlist.from_conf(rendered["victron_processor.conf"]), sysw)
 
 
-def input_conf(env: Env, variant: str, system_id: str, portal: str) -> str:
-    """The GX input exactly as ovr-refresh-gx-mqtt-sources renders it (raw: json instead of value)."""
+def input_conf(env: Env, variant: str, system_id: str, portal: str, undelivered: int | None = None) -> str:
+    """The GX input exactly as ovr-refresh-gx-mqtt-sources renders it (raw: json instead of value;
+    `undelivered`: max_undelivered_messages set, the only other change)."""
     if str(GXDISCOVERY) not in sys.path:
         sys.path.insert(0, str(GXDISCOVERY))
     from ovr_gxdiscovery.inventory import GxConfig
@@ -530,6 +535,11 @@ def input_conf(env: Env, variant: str, system_id: str, portal: str) -> str:
         text = text.replace('  data_format = "value"\n  data_type = "string"\n', '  data_format = "json"\n')
         if 'data_format = "json"' not in text:
             raise BenchError("could not switch the rendered input to data_format json")
+    if undelivered is not None:
+        head, sep, tags = text.partition("  [inputs.mqtt_consumer.tags]\n")
+        if not sep or "max_undelivered_messages" in head:
+            raise BenchError("could not set max_undelivered_messages in the rendered input")
+        text = f"{head}  max_undelivered_messages = {undelivered}\n{sep}{tags}"
     return text
 
 
@@ -560,17 +570,38 @@ def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def run_step(env: Env, variant: str, rate: int, seconds: float, *, drain_max: float,
-             cpu_until_drained: bool = True) -> dict[str, Any]:
+def machine_busy() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK, (v[7] if len(v) > 7 else 0) / CLK_TCK
+
+
+@dataclass(frozen=True)
+class Config:
+    """A Telegraf input configuration under test."""
+
+    name: str
+    undelivered: int | None  # max_undelivered_messages added to the rendered input (None: as rendered)
+
+    def describe(self) -> str:
+        if self.undelivered is None:
+            return "the GX input as ovr-refresh-gx-mqtt-sources renders it (max_undelivered_messages unset: 1000)"
+        return f"the same input + max_undelivered_messages = {self.undelivered} (nothing else changed)"
+
+
+def run_step(env: Env, config: Config, variant: str, rate: int, seconds: float, *, drain_max: float,
+             kind: str = "step") -> dict[str, Any]:
     """One rate step: fresh Telegraf, publish, wait until VictoriaMetrics has it all (or gives up)."""
     env.steps_done += 1
     idx = env.steps_done
     portal = f"c0ffee{idx:06x}"
     system_id = f"bench-{variant}-{idx}"
-    step_dir = env.work / f"step{idx:02d}-{variant}-{rate}"
+    step_dir = env.work / f"step{idx:02d}-{config.name}-{variant}-{rate}"
     tdir = step_dir / "telegraf.d"
     tdir.mkdir(parents=True)
-    (tdir / "gx_mqtt_sources.conf").write_text(input_conf(env, variant, system_id, portal))
+    (tdir / "gx_mqtt_sources.conf").write_text(input_conf(env, variant, system_id, portal, config.undelivered))
     if variant == "pipeline":
         (tdir / "victron_processor.conf").write_text(env.processor_conf)
     cycle = gx_cycle(portal)
@@ -593,41 +624,39 @@ def run_step(env: Env, variant: str, rate: int, seconds: float, *, drain_max: fl
     wait_for(lambda: f"{client_id} 0 N/{portal}/#" in mosq_log.read_text(errors="replace")[log_mark:], 60,
              f"Telegraf ({variant}) to subscribe", lambda: env.procs.check(tg_name))
 
+    pub_name = f"publisher-{idx}"
     spec = step_dir / "publisher.json"
     spec.write_text(json.dumps({"host": "127.0.0.1", "port": env.mqtt_port, "client_id": f"ovr-gxsim-{portal}",
                                 "rate": rate, "seconds": seconds, "cycle": cycle}))
-    pub = env.procs.start(f"publisher-{idx}", [sys.executable, str(Path(__file__).resolve()), "--publisher-child",
-                                               str(spec)], pipes=True)
-    assert pub.stdout is not None and pub.stdin is not None
+    pub = env.procs.start(pub_name, [sys.executable, str(Path(__file__).resolve()), "--publisher-child", str(spec)],
+                          pipes=True)
+    assert pub.stdin is not None
     if read_line(pub, 30) != "ready":
-        raise BenchError(f"publisher did not start:\n{env.procs.tail(f'publisher-{idx}')}")
+        raise BenchError(f"publisher did not start:\n{env.procs.tail(pub_name)}")
 
     pids = {"telegraf": tg.pid, "vmagent": env.procs.procs["vmagent"].pid, "vm": env.procs.procs["vm"].pid,
             "mosquitto": env.procs.procs["mosquitto"].pid, "publisher": pub.pid}
     sys0 = env.sys.fresh()
     vma0 = prom_counters(env.vmagent_url + "/metrics", ("vmagent_rows_inserted_total",))
-    cpu0 = cpu_snapshot(pids)
-    t0 = time.monotonic()
+    cpu0, (busy0, steal0), t0 = cpu_snapshot(pids), machine_busy(), time.monotonic()
     pub.stdin.write("go\n")
     pub.stdin.flush()
-    cpu_pub_end: dict[str, float] = {}
     line = read_line(pub, seconds * 3 + 60)
-    cpu_pub_end = cpu_snapshot(pids)
-    t_end = time.monotonic()
+    cpu_pub, (busy_pub, steal_pub), t_end = cpu_snapshot(pids), machine_busy(), time.monotonic()
     try:
         pub.wait(timeout=10)
     except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"publisher hung:\n{env.procs.tail(f'publisher-{idx}')}") from exc
+        raise BenchError(f"publisher hung:\n{env.procs.tail(pub_name)}") from exc
     if not line:
-        raise BenchError(f"publisher failed:\n{env.procs.tail(f'publisher-{idx}')}")
+        raise BenchError(f"publisher failed:\n{env.procs.tail(pub_name)}")
+    env.procs.procs.pop(pub_name, None)
     res = json.loads(line)
-    env.procs.procs.pop(f"publisher-{idx}", None)
     sent = res["sent"]
     expected = expected_for(sent)
     selector = (f'{{__name__=~"victron_.+_value",system_id="{system_id}"}}' if variant == "pipeline"
                 else f'mqtt_consumer_value{{system_id="{system_id}"}}')
 
-    # Drain: until everything is there, or nothing changed for 3 s (then it is lost), or drain_max.
+    # Drain: until everything is there; or nothing new for 3 s (lost); or drain_max (still behind).
     stored_at_end = vm_count(env, selector)
     stored, last_change, drained_at = stored_at_end, time.monotonic(), None
     while True:
@@ -642,49 +671,58 @@ def run_step(env: Env, variant: str, rate: int, seconds: float, *, drain_max: fl
         n = vm_count(env, selector)
         if n != stored:
             stored, last_change = n, time.monotonic()
-    cpu1 = cpu_snapshot(pids)
-    t_cpu = time.monotonic()
+    still_arriving = drained_at is None and time.monotonic() - last_change <= 3.0
+    cpu1, t_cpu = cpu_snapshot(pids), time.monotonic()
     sys1 = env.sys.fresh()
     vma1 = prom_counters(env.vmagent_url + "/metrics", ("vmagent_rows_inserted_total",))
     env.procs.stop(tg_name)
 
-    if cpu_until_drained:
-        window, cpu_end = t_cpu - t0, cpu1
-    else:
-        window, cpu_end = t_end - t0, cpu_pub_end
-    cpu = {k: max(0.0, cpu_end.get(k, cpu0[k]) - cpu0[k]) for k in cpu0}
+    pub_s = t_end - t0
+    cpu = {k: max(0.0, cpu1.get(k, cpu0[k]) - cpu0[k]) for k in cpu0}  # until drained: all the work
+    cpu_pub = {k: max(0.0, cpu_pub.get(k, cpu0[k]) - cpu0[k]) for k in cpu0}  # while publishing: the load
+    ours_pub = sum(cpu_pub.values())
     pipeline_cpu = sum(cpu[k] for k in PROCS)
+    pipeline_cpu_pub = sum(cpu_pub[k] for k in PROCS)
     achieved = sent / res["seconds"] if res["seconds"] > 0 else 0.0
     drain_s = (drained_at - t_end) if drained_at is not None else None
-    lost = max(0, expected - stored)
+    missing = max(0, expected - stored)
     mosq_dropped = sys1.get("dropped", 0) - sys0.get("dropped", 0)
-    if lost:
+    if stored > expected:
+        status = "EXTRA"  # would mean the expected count is wrong
+    elif missing and (mosq_dropped or not still_arriving):
         status = "LOSS"
-    elif stored > expected:
-        status = "EXTRA"
+    elif missing:
+        status = "BEHIND"  # still arriving when the step gave up: the pipeline cannot keep this rate
     elif achieved < 0.97 * rate:
-        status = "BACKPRESSURE"  # the broker/Telegraf could not take the rate: the publisher was held back
+        status = "BACKPRESSURE"  # the broker/Telegraf held the publisher back
     elif drain_s is None or drain_s > DRAIN_OK_S:
         status = "LAG"
     else:
         status = "ok"
+    per_1k = sent / 1000
     step = {
-        "variant": variant, "target_rate": rate, "seconds": round(res["seconds"], 2), "sent": sent,
-        "achieved_rate": round(achieved, 1), "expected_samples": expected, "stored_samples": stored,
-        "stored_at_publish_end": stored_at_end, "lost": lost, "drain_s": None if drain_s is None else round(drain_s, 2),
+        "config": config.name, "max_undelivered_messages": config.undelivered, "kind": kind, "variant": variant,
+        "target_rate": rate, "seconds": round(res["seconds"], 2), "sent": sent, "achieved_rate": round(achieved, 1),
+        "expected_samples": expected, "stored_samples": stored, "stored_at_publish_end": stored_at_end,
+        "ingest_rate_while_publishing": round(stored_at_end / pub_s, 1) if pub_s > 0 else None,
+        "missing": missing, "drain_s": None if drain_s is None else round(drain_s, 2),
         "mosquitto_received": sys1.get("received", 0) - sys0.get("received", 0), "mosquitto_dropped": mosq_dropped,
         "vmagent_rows_in": int(vma1["vmagent_rows_inserted_total"] - vma0["vmagent_rows_inserted_total"]),
         "publisher_send_s": round(res["send_s"], 2),
-        "cpu_window_s": round(window, 2), "cpu_s": {k: round(v, 3) for k, v in cpu.items()},
-        "cpu_pct_per_1k": {k: round(100 * v / (sent / 1000), 3) for k, v in cpu.items()} if sent else {},
-        "cpu_pct_of_core": {k: round(100 * v / window, 2) for k, v in cpu.items()},
-        "pipeline_cpu_pct_per_1k": round(100 * pipeline_cpu / (sent / 1000), 3) if sent else None,
-        "pipeline_cpu_pct_of_core": round(100 * pipeline_cpu / window, 2),
+        "cpu_s_until_drained": {k: round(v, 3) for k, v in cpu.items()},
+        "cpu_pct_per_1k": {k: round(100 * v / per_1k, 3) for k, v in cpu.items()} if sent else {},
+        "pipeline_cpu_pct_per_1k": round(100 * pipeline_cpu / per_1k, 3) if sent else None,
+        "cpu_pct_of_core_while_publishing": {k: round(100 * v / pub_s, 2) for k, v in cpu_pub.items()},
+        "pipeline_cpu_pct_of_core_while_publishing": round(100 * pipeline_cpu_pub / pub_s, 2),
+        "other_cpu_pct_of_core": round(100 * max(0.0, busy_pub - busy0 - ours_pub) / pub_s, 1),
+        "steal_pct_of_core": round(100 * (steal_pub - steal0) / pub_s, 1),
+        "cpu_window_until_drained_s": round(t_cpu - t0, 2),
         "status": status, "system_id": system_id,
     }
-    log(f"{variant:8s} {rate:6d}/s: sent {sent} ({achieved:.0f}/s), stored {stored}/{expected}, "
-        f"drain {step['drain_s']} s, mosquitto dropped {mosq_dropped}, "
-        f"CPU {step['pipeline_cpu_pct_of_core']:.0f}% of a core -> {status}")
+    log(f"{config.name:8s} {variant:8s} {rate:6d}/s: sent {sent} ({achieved:.0f}/s), stored {stored}/{expected}, "
+        f"drain {step['drain_s']} s, mosquitto dropped {mosq_dropped}, telegraf "
+        f"{step['cpu_pct_of_core_while_publishing']['telegraf']:.0f}% of a core, other load "
+        f"{step['other_cpu_pct_of_core']:.0f}% -> {status}")
     settle(env)
     return step
 
@@ -697,7 +735,7 @@ def settle(env: Env, timeout: float = 30.0) -> None:
             if vmagent_pending(env) == 0:
                 break
         time.sleep(0.5)
-    time.sleep(1.0)
+    time.sleep(0.5)
 
 
 def gxsim_capacity(env: Env, seconds: float) -> dict[str, Any]:
@@ -724,163 +762,223 @@ def gxsim_capacity(env: Env, seconds: float) -> dict[str, Any]:
     return out
 
 
-def step_budget(seconds: float, drain_max: float) -> float:
-    return seconds + drain_max + 15.0
-
-
-def run_ladder(env: Env, ladder: list[int], seconds: float, drain_max: float, refine: int) -> list[dict[str, Any]]:
+def run_ladder(env: Env, config: Config, ladder: list[int], seconds: float, drain_max: float,
+               refine: int) -> list[dict[str, Any]]:
+    """Step both variants up the ladder, interleaved; a variant stops at its first failed step."""
     steps: list[dict[str, Any]] = []
     best: dict[str, int] = {}
     failed: dict[str, int] = {}
+    budget = seconds + drain_max + 12.0
+
+    def one(variant: str, rate: int, kind: str) -> None:
+        if time.monotonic() + budget > env.deadline:
+            env.notes.append(f"time limit: skipped {config.name} {variant} at {rate} msgs/s")
+            return
+        step = run_step(env, config, variant, rate, seconds, drain_max=drain_max, kind=kind)
+        steps.append(step)
+        if step["status"] == "ok":
+            best[variant] = max(rate, best.get(variant, 0))
+        else:
+            failed[variant] = min(rate, failed.get(variant, rate))
+
     for i, rate in enumerate(ladder):
-        order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]  # alternate who goes first
-        for variant in order:
-            if variant in failed:
-                continue
-            if time.monotonic() + step_budget(seconds, drain_max) > env.deadline:
-                env.notes.append(f"time limit: skipped {variant} at {rate}/s")
-                continue
-            step = run_step(env, variant, rate, seconds, drain_max=drain_max)
-            steps.append(step)
-            if step["status"] == "ok":
-                best[variant] = rate
-            else:
-                failed[variant] = rate
-    # Refine between the last good and the first bad rate (bisection, 1000 msgs/s resolution).
-    for _ in range(refine):
+        for variant in (VARIANTS if i % 2 == 0 else VARIANTS[::-1]):  # alternate who goes first
+            if variant not in failed:
+                one(variant, rate, "ladder")
+    for _ in range(refine):  # bisection between the last ok and the first failed rate, 1000 msgs/s resolution
         for variant in VARIANTS:
             lo, hi = best.get(variant, 0), failed.get(variant)
-            if hi is None or hi - lo <= 1000:
+            if hi is None or lo == 0:
                 continue
-            mid = int(round((lo + hi) / 2 / 1000) * 1000)
-            if mid in (lo, hi):
-                continue
-            if time.monotonic() + step_budget(seconds, drain_max) > env.deadline:
-                env.notes.append(f"time limit: no refinement step for {variant}")
-                continue
-            step = run_step(env, variant, mid, seconds, drain_max=drain_max)
-            step["refinement"] = True
-            steps.append(step)
-            if step["status"] == "ok":
-                best[variant] = mid
-            else:
-                failed[variant] = mid
+            mid = int(round((lo + hi) / 2000) * 1000)
+            if lo < mid < hi:
+                one(variant, mid, "refine")
     return steps
 
 
 # ---- report --------------------------------------------------------------------------------
 
 
-def summarise(steps: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(steps: list[dict[str, Any]], config: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    mine_all = [s for s in steps if s["config"] == config and s["kind"] != "node"]
     for variant in VARIANTS:
-        mine = [s for s in steps if s["variant"] == variant]
+        mine = [s for s in mine_all if s["variant"] == variant]
         ok = [s["target_rate"] for s in mine if s["status"] == "ok"]
-        bad = [s["target_rate"] for s in mine if s["status"] != "ok"]
-        best = max(ok) if ok else 0
+        bad = [s for s in mine if s["status"] != "ok"]
+        best = max(ok, default=0)
+        first_bad = min((s for s in bad if s["target_rate"] > best), key=lambda s: s["target_rate"], default=None)
         out[variant] = {
             "max_no_loss_rate": best,
-            "first_failed_rate": min((r for r in bad if r > best), default=None),
-            # never failed up to the top of the ladder: the real maximum is higher
-            "lower_bound": bool(ok) and not [r for r in bad if r > best],
+            "first_failed_rate": first_bad["target_rate"] if first_bad else None,
+            "lower_bound": bool(mine) and first_bad is None,  # never failed: the real maximum is higher
+            "tested": bool(mine),
         }
+        if first_bad:
+            out[variant]["limit"] = diagnose(first_bad)
     p, r = out["pipeline"], out["raw"]
-    out["ratio"] = round(p["max_no_loss_rate"] / r["max_no_loss_rate"], 3) if r["max_no_loss_rate"] else None
-    # ratio exactness: raw at the ladder's top -> ratio is an upper bound; pipeline at the top too -> lower bound
-    out["ratio_kind"] = ("exact" if not r["lower_bound"] and not p["lower_bound"]
-                         else "upper bound" if r["lower_bound"] and not p["lower_bound"]
-                         else "lower bound" if p["lower_bound"] and not r["lower_bound"] else "unknown (both at top)")
-    # Side-by-side CPU at the highest rate where both variants were ok.
-    both = sorted({s["target_rate"] for s in steps if s["status"] == "ok" and s["variant"] == "pipeline"}
-                  & {s["target_rate"] for s in steps if s["status"] == "ok" and s["variant"] == "raw"})
-    if both:
-        rate = both[-1]
-        ps = next(s for s in steps if s["variant"] == "pipeline" and s["target_rate"] == rate and s["status"] == "ok")
-        rs = next(s for s in steps if s["variant"] == "raw" and s["target_rate"] == rate and s["status"] == "ok")
+    ratio = p["max_no_loss_rate"] / r["max_no_loss_rate"] if r["max_no_loss_rate"] else None
+    kind = ("exact" if not (p["lower_bound"] or r["lower_bound"]) else
+            "upper bound" if r["lower_bound"] and not p["lower_bound"] else
+            "lower bound" if p["lower_bound"] and not r["lower_bound"] else "unknown")
+    out["ratio"] = None if ratio is None else round(ratio, 3)
+    out["ratio_kind"] = kind
+    okrates = {v: {s["target_rate"] for s in mine_all if s["variant"] == v and s["status"] == "ok"} for v in VARIANTS}
+    common = sorted(okrates["pipeline"] & okrates["raw"])
+    if common:
+        rate = common[-1]
+        pick = {v: next(s for s in mine_all if s["variant"] == v and s["target_rate"] == rate and s["status"] == "ok")
+                for v in VARIANTS}
         out["cpu_compare_rate"] = rate
-        out["cpu_per_1k"] = {"pipeline": ps["cpu_pct_per_1k"], "raw": rs["cpu_pct_per_1k"]}
-        out["cpu_ratio_raw_over_pipeline"] = (round(rs["pipeline_cpu_pct_per_1k"] / ps["pipeline_cpu_pct_per_1k"], 3)
-                                              if ps["pipeline_cpu_pct_per_1k"] else None)
+        out["cpu_per_1k"] = {v: pick[v]["cpu_pct_per_1k"] | {"total": pick[v]["pipeline_cpu_pct_per_1k"]}
+                             for v in VARIANTS}
+        pc = pick["pipeline"]["pipeline_cpu_pct_per_1k"]
+        out["cpu_cost_ratio_raw_over_pipeline"] = round(pick["raw"]["pipeline_cpu_pct_per_1k"] / pc, 3) if pc else None
     return out
 
 
-def fmt_goal(ok: bool | None) -> str:
+def diagnose(step: dict[str, Any]) -> str:
+    """Where a failed step lost or queued its messages, from the counters of each stage."""
+    tg = step["cpu_pct_of_core_while_publishing"].get("telegraf", 0.0)
+    parts = []
+    if step["achieved_rate"] < 0.97 * step["target_rate"]:
+        parts.append(f"the publisher was held back ({step['achieved_rate']:.0f}/s)")
+    if step["mosquitto_dropped"]:
+        parts.append(f"mosquitto dropped {step['mosquitto_dropped']} (its queue to Telegraf overflowed: "
+                     "Telegraf did not read fast enough)")
+    rows = step["vmagent_rows_in"]
+    if rows + 200 < step["expected_samples"]:
+        parts.append(f"Telegraf delivered {rows} rows to vmagent for {step['expected_samples']} expected samples")
+    elif step["missing"]:
+        parts.append("vmagent got the rows; VictoriaMetrics/vmagent did not store them in time")
+    busy = "CPU-bound" if tg >= 90 else "not CPU-bound"
+    parts.append(f"Telegraf {tg:.0f}% of a core while publishing ({busy}), ingest "
+                 f"{step['ingest_rate_while_publishing']:.0f} samples/s into VM")
+    return "; ".join(parts)
+
+
+def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("MET" if ok else "NOT MET")
+
+
+def rate_txt(v: dict[str, Any]) -> str:
+    if not v["tested"]:
+        return "-"
+    return f"{'>=' if v['lower_bound'] else ''}{v['max_no_loss_rate']}"
+
+
+def rate_verdict(v: dict[str, Any]) -> str:
+    if not v["tested"]:
+        return "n/a"
+    if v["max_no_loss_rate"] >= GOAL_RATE:
+        return "MET"
+    return "n/a (top of ladder)" if v["lower_bound"] else "NOT MET"
+
+
+def ratio_txt(s: dict[str, Any]) -> tuple[str, str]:
+    ratio, kind = s["ratio"], s["ratio_kind"]
+    if ratio is None:
+        return "-", "n/a"
+    prefix = {"upper bound": "<=", "lower bound": ">="}.get(kind, "")
+    if kind == "exact":
+        ok: bool | None = ratio >= GOAL_RATIO
+    elif kind == "upper bound":
+        ok = False if ratio < GOAL_RATIO else None
+    elif kind == "lower bound":
+        ok = True if ratio >= GOAL_RATIO else None
+    else:
+        ok = None
+    return f"{prefix}{ratio:.2f}", verdict(ok)
 
 
 def print_report(result: dict[str, Any]) -> None:
     w = print
-    meta, steps, summ, node = result["meta"], result["steps"], result["summary"], result.get("node_load")
+    meta, steps, summ = result["meta"], result["steps"], result["summary"]
+    configs = meta["configs"]
     w("")
     w("== Edge pipeline benchmark: GX MQTT -> Telegraf -> vmagent -> VictoriaMetrics ==")
     w(f"{meta['date']}  {meta['cpus']} CPUs  load avg before {meta['loadavg_before']}  "
-      f"{'QUICK (smoke) run' if meta['quick'] else 'full run'}  git {meta['git']}")
-    w(f"Telegraf {meta['versions']['telegraf']}, {meta['versions']['victoria-metrics']}, {meta['versions']['mosquitto']}")
+      f"{'QUICK (smoke) run' if meta['quick'] else 'full run'}  git {meta['git']}  took {meta.get('duration_s', '?')} s")
+    v = meta["versions"]
+    w(f"Telegraf {v['telegraf']}, {v['victoria-metrics']} (vmagent + VM), {v['mosquitto']}")
     gx = result.get("gxsim")
     if gx:
         w(f"GX simulator load mode alone (paho): {gx['achieved_rate']} msgs/s of {gx['target_rate']} asked, "
-          f"{gx['cpu_pct_of_core']}% of a core -> traffic comes from a raw-socket publisher replaying its messages")
-    w(f"Traffic: ovr_gxsim load-mode messages (63 topics); pipeline stores {meta['stored_fraction']:.0%} of them "
-      f"(role allowlist), raw stores all")
+          f"{gx['cpu_pct_of_core']}% of a core; the steps replay its messages from a raw-socket publisher")
+    w(f"Traffic: ovr_gxsim load-mode messages (63 topics); the pipeline stores {meta['stored_fraction']:.0%} of them "
+      f"(role allowlist), raw Telegraf all")
+    w("Variants: pipeline = data_format value/string + victron Starlark processor (production); "
+      "raw = same Telegraf, data_format json, no processor")
+    for name, desc in configs.items():
+        w(f"Config {name:8s}: {desc}")
     w("")
-    w(f"-- Throughput steps ({meta['step_seconds']:g} s each; ok = nothing lost, publisher held its rate, "
-      f"drained within {DRAIN_OK_S:g} s) --")
-    hdr = (f"{'variant':9s}{'target/s':>9s}{'sent/s':>9s}{'expected':>10s}{'stored':>10s}{'lost':>8s}{'drain s':>8s}"
-           f"{'mq drop':>8s}  {'CPU %core per 1k msgs/s: telegraf vmagent    vm mosq total':>56s}{'pub':>6s}  result")
-    w(hdr)
+    w(f"-- Throughput steps ({meta['step_seconds']:g} s each; ok = nothing lost, publisher kept its rate, all stored "
+      f"within {DRAIN_OK_S:g} s of the end) --")
+    w(f"{'config':9s}{'variant':9s}{'target/s':>9s}{'sent/s':>8s}{'in VM/s':>8s}{'expected':>9s}{'stored':>9s}"
+      f"{'missing':>8s}{'drain':>6s}{'mq drop':>8s}{'other%':>7s} | {'CPU % of a core per 1k msgs/s':^38s} | result")
+    w(f"{'':95s} | {'telegraf':>8s}{'vmagent':>8s}{'vm':>6s}{'mosq':>6s}{'total':>7s}{'':3s} |")
     for s in steps:
+        if s["kind"] == "node":
+            continue
         c = s["cpu_pct_per_1k"]
         drain = "-" if s["drain_s"] is None else f"{s['drain_s']:.1f}"
-        w(f"{s['variant']:9s}{s['target_rate']:9d}{s['achieved_rate']:9.0f}{s['expected_samples']:10d}"
-          f"{s['stored_samples']:10d}{s['lost']:8d}{drain:>8s}{s['mosquitto_dropped']:8d}  "
-          f"{'':24s}{c.get('telegraf', 0):8.2f}{c.get('vmagent', 0):8.2f}{c.get('vm', 0):6.2f}"
-          f"{c.get('mosquitto', 0):5.2f}{s['pipeline_cpu_pct_per_1k']:6.2f}{c.get('publisher', 0):6.2f}  "
-          f"{s['status']}{' (refine)' if s.get('refinement') else ''}")
+        w(f"{s['config']:9s}{s['variant']:9s}{s['target_rate']:9d}{s['achieved_rate']:8.0f}"
+          f"{s['ingest_rate_while_publishing'] or 0:8.0f}{s['expected_samples']:9d}{s['stored_samples']:9d}"
+          f"{s['missing']:8d}{drain:>6s}{s['mosquitto_dropped']:8d}{s['other_cpu_pct_of_core']:7.0f} | "
+          f"{c.get('telegraf', 0):8.2f}{c.get('vmagent', 0):8.2f}{c.get('vm', 0):6.2f}{c.get('mosquitto', 0):6.2f}"
+          f"{s['pipeline_cpu_pct_per_1k'] or 0:7.2f}{'':3s} | {s['status']}{' (bisect)' if s['kind'] == 'refine' else ''}")
+    w("(in VM/s: samples visible in VictoriaMetrics by the end of publishing / publishing time; other%: CPU used by "
+      "everything else on the machine meanwhile)")
     w("")
-    w("-- CPU per 1,000 msgs/s (% of one core, side by side at the same rate) --")
-    if "cpu_compare_rate" in summ:
-        w(f"at {summ['cpu_compare_rate']} msgs/s{'':8s}{'telegraf':>9s}{'vmagent':>9s}{'vm':>7s}{'mosquitto':>10s}{'total':>7s}")
+    w("-- CPU per 1,000 msgs/s (% of one core; both variants at the same rate, all work until stored) --")
+    any_cpu = False
+    for name in configs:
+        s = summ[name]
+        if "cpu_compare_rate" not in s:
+            continue
+        any_cpu = True
+        w(f"{name} config at {s['cpu_compare_rate']} msgs/s:{'':6s}{'telegraf':>9s}{'vmagent':>9s}{'vm':>7s}"
+          f"{'mosquitto':>10s}{'total':>8s}")
         for variant in VARIANTS:
-            c = summ["cpu_per_1k"][variant]
-            total = sum(c.get(k, 0) for k in PROCS)
-            w(f"  {variant:21s}{c.get('telegraf', 0):9.2f}{c.get('vmagent', 0):9.2f}{c.get('vm', 0):7.2f}"
-              f"{c.get('mosquitto', 0):10.2f}{total:7.2f}")
-        w(f"  raw/pipeline CPU cost ratio (a capacity estimate if CPU-bound): {summ['cpu_ratio_raw_over_pipeline']}")
-    else:
+            c = s["cpu_per_1k"][variant]
+            w(f"  {variant:33s}{c.get('telegraf', 0):9.2f}{c.get('vmagent', 0):9.2f}{c.get('vm', 0):7.2f}"
+              f"{c.get('mosquitto', 0):10.2f}{c['total']:8.2f}")
+        w(f"  CPU cost raw/pipeline: {s['cpu_cost_ratio_raw_over_pipeline']} (the ratio's estimate if CPU-bound)")
+    if not any_cpu:
         w("  (no rate where both variants were ok)")
-    if node:
+    nodes = [s for s in steps if s["kind"] == "node"]
+    if nodes:
         w("")
-        w(f"-- Real node load: {node['target_rate']} msgs/s for {node['seconds']:g} s, pipeline (% of one core) --")
-        c = node["cpu_pct_of_core"]
-        w(f"  telegraf {c.get('telegraf', 0):.2f}  vmagent {c.get('vmagent', 0):.2f}  vm {c.get('vm', 0):.2f}  "
-          f"mosquitto {c.get('mosquitto', 0):.2f}  total {node['pipeline_cpu_pct_of_core']:.2f}  "
-          f"(publisher {c.get('publisher', 0):.2f}; stored {node['stored_samples']}/{node['expected_samples']}, {node['status']})")
+        w(f"-- Real node load: {NODE_RATE} msgs/s, {nodes[0]['config']} config, CPU while publishing (% of one core) --")
+        w(f"{'':22s}{'telegraf':>9s}{'vmagent':>9s}{'vm':>7s}{'mosquitto':>10s}{'total':>8s}{'other%':>8s}  stored")
+        for s in nodes:
+            c = s["cpu_pct_of_core_while_publishing"]
+            w(f"  {s['variant']:9s}{s['seconds']:6.0f} s{'':3s}{c.get('telegraf', 0):9.2f}{c.get('vmagent', 0):9.2f}"
+              f"{c.get('vm', 0):7.2f}{c.get('mosquitto', 0):10.2f}{s['pipeline_cpu_pct_of_core_while_publishing']:8.2f}"
+              f"{s['other_cpu_pct_of_core']:8.0f}  {s['stored_samples']}/{s['expected_samples']} {s['status']}")
+        if len(nodes) == 2 and nodes[1]["pipeline_cpu_pct_of_core_while_publishing"]:
+            r = nodes[0]["pipeline_cpu_pct_of_core_while_publishing"] / nodes[1]["pipeline_cpu_pct_of_core_while_publishing"]
+            w(f"  pipeline/raw CPU at this load: {r:.2f}")
     w("")
     w("-- Summary vs goals --")
-    p, r = summ["pipeline"], summ["raw"]
-
-    def rate_txt(v: dict[str, Any]) -> str:
-        return f"{'>= ' if v['lower_bound'] else ''}{v['max_no_loss_rate']}"
-
-    ratio = summ["ratio"]
-    ratio_txt = "-" if ratio is None else (
-        f"{'<= ' if summ['ratio_kind'] == 'upper bound' else '>= ' if summ['ratio_kind'] == 'lower bound' else ''}{ratio:.2f}")
-    ratio_ok = None if ratio is None or summ["ratio_kind"].startswith("unknown") else (
-        ratio >= GOAL_RATIO if summ["ratio_kind"] in ("exact", "lower bound") else (None if ratio >= GOAL_RATIO else False))
-    rows = [
-        ("max no-loss rate, pipeline (msgs/s)", rate_txt(p), f">= {GOAL_RATE}",
-         fmt_goal(p["max_no_loss_rate"] >= GOAL_RATE if p["max_no_loss_rate"] >= GOAL_RATE or not p["lower_bound"]
-                  else None)),
-        ("max no-loss rate, raw Telegraf (msgs/s)", rate_txt(r), "-", ""),
-        ("ratio pipeline / raw", ratio_txt, f">= {GOAL_RATIO}", fmt_goal(ratio_ok)),
-    ]
+    names = list(configs)
+    w(f"{'figure':42s}" + "".join(f"{n:>26s}" for n in names) + f"{'goal':>10s}")
+    rows = [("max no-loss rate, pipeline (msgs/s)", [
+        f"{rate_txt(summ[n]['pipeline'])} {rate_verdict(summ[n]['pipeline'])}" for n in names], f">={GOAL_RATE}")]
+    rows.append(("max no-loss rate, raw Telegraf (msgs/s)", [rate_txt(summ[n]["raw"]) for n in names], ""))
+    rows.append(("ratio pipeline / raw", [" ".join(ratio_txt(summ[n])) for n in names], f">={GOAL_RATIO}"))
+    node = next((s for s in nodes if s["variant"] == "pipeline"), None)
     if node:
-        rows.append((f"pipeline CPU at {node['target_rate']} msgs/s (% of a core)",
-                     f"{node['pipeline_cpu_pct_of_core']:.2f}", f"<= {GOAL_NODE_CPU:g}",
-                     fmt_goal(node["pipeline_cpu_pct_of_core"] <= GOAL_NODE_CPU)))
-    w(f"{'figure':44s}{'measured':>12s}{'goal':>12s}  verdict")
-    for name, val, goal, verdict in rows:
-        w(f"{name:44s}{val:>12s}{goal:>12s}  {verdict}")
+        pct = node["pipeline_cpu_pct_of_core_while_publishing"]
+        cells = [f"{pct:.1f} {verdict(pct <= GOAL_NODE_CPU)}" if n == node["config"] else "-" for n in names]
+        rows.append((f"pipeline CPU at {NODE_RATE} msgs/s (% of a core)", cells, f"<={GOAL_NODE_CPU:g}"))
+    for label, cells, goal in rows:
+        w(f"{label:42s}" + "".join(f"{c:>26s}" for c in cells) + f"{goal:>10s}")
+    for n in names:
+        for variant in VARIANTS:
+            lim = summ[n][variant].get("limit")
+            if lim:
+                w(f"limit {n}/{variant} at {summ[n][variant]['first_failed_rate']} msgs/s: {lim}")
     for note in result.get("notes", []):
         w(f"note: {note}")
     if result.get("json_path"):
@@ -903,18 +1001,20 @@ def git_describe() -> str:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke run: short steps, short node-load run")
-    ap.add_argument("--max-rate", type=int, default=FULL_LADDER[-1], help="highest step (msgs/s), default %(default)s")
-    ap.add_argument("--rates", help="comma-separated step rates instead of the default ladder "
-                    f"{','.join(map(str, FULL_LADDER))}")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 3 s steps, 5 s node-load run, no bisection")
+    ap.add_argument("--max-rate", type=int, default=80_000, help="highest step rate (msgs/s), default %(default)s")
+    ap.add_argument("--rates", help="comma-separated step rates for both configs instead of the ladders "
+                    f"(deployed {','.join(map(str, DEPLOYED_LADDER))}; tuned {','.join(map(str, TUNED_LADDER))})")
     ap.add_argument("--step-seconds", type=float, help="seconds per step (default 15, --quick 3)")
-    ap.add_argument("--node-seconds", type=float, help=f"seconds of the {NODE_RATE} msgs/s run (default 60, --quick 5)")
-    ap.add_argument("--refine", type=int, help="bisection steps between the last ok and first failed rate "
-                    "(default 2, --quick 0)")
-    ap.add_argument("--time-limit", type=float, default=540.0, help="stop starting steps after this many seconds "
-                    "(default %(default)s)")
+    ap.add_argument("--node-seconds", type=float,
+                    help=f"seconds of the {NODE_RATE} msgs/s pipeline run (default 60, --quick 5; raw: half)")
+    ap.add_argument("--refine", type=int, help="bisection steps after the ladder (default 1, --quick 0)")
+    ap.add_argument("--tuned-undelivered", type=int, default=TUNED_UNDELIVERED,
+                    help="max_undelivered_messages of the tuned config (0: skip it), default %(default)s")
+    ap.add_argument("--time-limit", type=float, default=540.0,
+                    help="start no step that could end after this many seconds (default %(default)s)")
     ap.add_argument("--json", type=Path, help="where to write the results (default bench/results/edge-<date>.json)")
-    ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (logs, configs)")
+    ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (logs, configs, data)")
     ap.add_argument("--publisher-child", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -933,19 +1033,28 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     seconds = args.step_seconds or (3.0 if quick else 15.0)
     node_seconds = args.node_seconds or (5.0 if quick else 60.0)
-    refine = args.refine if args.refine is not None else (0 if quick else 2)
-    drain_max = 15.0 if quick else 25.0
-    ladder = [int(x) for x in args.rates.split(",")] if args.rates else list(FULL_LADDER)
-    ladder = sorted({r for r in ladder if 0 < r <= args.max_rate}) or [args.max_rate]
+    refine = args.refine if args.refine is not None else (0 if quick else 1)
+    drain_max = 10.0
+    configs = [Config("deployed", None)]
+    if args.tuned_undelivered:
+        configs.append(Config("tuned", args.tuned_undelivered))
+
+    def ladder_for(default: tuple[int, ...]) -> list[int]:
+        rates = [int(x) for x in args.rates.split(",")] if args.rates else list(default)
+        return sorted({r for r in rates if 0 < r <= args.max_rate}) or [args.max_rate]
+
+    ladders = {"deployed": ladder_for(DEPLOYED_LADDER), "tuned": ladder_for(TUNED_LADDER)}
 
     t_start = time.monotonic()
     ensure_packages()
     telegraf = locate_telegraf()
     started = datetime.now().astimezone()
-    meta = {
+    meta: dict[str, Any] = {
         "date": started.isoformat(timespec="seconds"), "quick": quick, "cpus": os.cpu_count(),
         "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg()), "kernel": platform.release(),
-        "git": git_describe(), "step_seconds": seconds, "node_seconds": node_seconds, "ladder": ladder,
+        "git": git_describe(), "step_seconds": seconds, "node_seconds": node_seconds,
+        "ladders": {c.name: ladders[c.name] for c in configs},
+        "configs": {c.name: c.describe() for c in configs},
         "versions": {"telegraf": telegraf_version(telegraf), "victoria-metrics": package_version("victoria-metrics"),
                      "mosquitto": package_version("mosquitto"), "python": platform.python_version()},
         "goals": {"pipeline_max_rate": GOAL_RATE, "ratio": GOAL_RATIO, "node_cpu_pct": GOAL_NODE_CPU},
@@ -962,11 +1071,13 @@ def main(argv: list[str] | None = None) -> int:
         cycle = gx_cycle("c0ffee000000")
         meta["stored_fraction"] = sum(env.allowlist.stored(t, p) for t, p in cycle) / len(cycle)
         result["gxsim"] = gxsim_capacity(env, 2.0 if quick else 5.0)
-        node = run_step(env, "pipeline", NODE_RATE, node_seconds, drain_max=drain_max, cpu_until_drained=False)
-        node["target_rate"] = NODE_RATE
-        result["node_load"] = node
-        result["steps"] = run_ladder(env, ladder, seconds, drain_max, refine)
-        result["summary"] = summarise(result["steps"])
+        steps: list[dict[str, Any]] = []
+        for variant, secs in (("pipeline", node_seconds), ("raw", node_seconds / 2)):
+            steps.append(run_step(env, configs[0], variant, NODE_RATE, secs, drain_max=drain_max, kind="node"))
+        for config in configs:
+            steps += run_ladder(env, config, ladders[config.name], seconds, drain_max, refine)
+        result["steps"] = steps
+        result["summary"] = {c.name: summarise(steps, c.name) for c in configs}
         result["notes"] = env.notes
     except KeyboardInterrupt as exc:
         log(f"interrupted ({exc}); cleaning up")

@@ -50,7 +50,7 @@ status() {
     ips=$(podman inspect -f '{{range $n, $c := .NetworkSettings.Networks}}{{$n}}={{$c.IPAddress}} {{end}}' "$h" 2>/dev/null || echo "not running")
     echo
     echo "$h   $ips"
-    podman exec "$h" systemctl list-units --type=service --state=running --no-legend --plain \
+    podman exec "$h" systemctl list-units --type=service,timer --state=running,waiting --no-legend --plain \
       'ovr-*' 'mosquitto*' 'telegraf*' 'vmagent*' 'victoria*' 'caddy*' 'nftables*' 'ssh*' 2>/dev/null \
       | awk '{printf "    %-32s %s\n", $1, $4}'
     podman exec "$h" systemctl list-units --type=service --state=exited --no-legend --plain 'nftables*' 2>/dev/null \
@@ -67,7 +67,7 @@ status() {
 
 Where to look
   GX simulator topics (as the edge sees them; a keepalive wakes the GX):
-    podman exec ovr-demo-gx sh -c 'mosquitto_pub -p 1884 -t R/$(grep -oP "GXSIM_PORTAL_ID=\\K.*" /etc/ovr/gxsim.env)/keepalive -m "" && timeout 5 mosquitto_sub -p 1884 -t "N/#" -v | head -20'
+    podman exec ovr-demo-gx sh -c '. /etc/ovr/gxsim.env; mosquitto_pub -p 1884 -t R/\$GXSIM_PORTAL_ID/keepalive -m ""; timeout 5 mosquitto_sub -p 1884 -t "N/#" -v | head -20'
   Query the edge's data:    podman exec ovr-demo-edge curl -s 'http://127.0.0.1:8428/api/v1/query?query=victron_vebus_ac_out_p_value'
   GX discovery/keepalive:   podman exec ovr-demo-edge journalctl -u ovr-refresh-gx-mqtt-sources -n 20
   What the edge knows:      podman exec ovr-demo-edge cat /etc/ovr/gx_systems.json

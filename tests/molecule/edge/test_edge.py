@@ -63,12 +63,12 @@ def test_units_enabled_and_active(edge, unit):
     assert svc.is_running
 
 
-@pytest.mark.parametrize(("unit", "user"), [
-    ("victoria-metrics.service", "_victoria-metrics"),
-    ("vmagent.service", "vmagent"),
-    ("telegraf.service", "telegraf"),
+@pytest.mark.parametrize(("unit", "user", "rw"), [
+    ("victoria-metrics.service", "_victoria-metrics", ["/var/lib/victoria-metrics"]),
+    ("vmagent.service", "vmagent", ["/var/lib/vmagent"]),
+    ("telegraf.service", "telegraf", []),
 ])
-def test_daemons_are_sandboxed(edge, unit, user):
+def test_daemons_are_sandboxed(edge, unit, user, rw):
     props = edge.service(unit).systemd_properties
     assert props["User"] == user
     assert props["NoNewPrivileges"] == "yes"
@@ -88,8 +88,8 @@ def test_daemons_are_sandboxed(edge, unit, user):
     mounts = {f[4]: f[5].split(",") for f in (line.split() for line in
               edge.file(f"/proc/{pid}/mountinfo").content_string.splitlines())}
     assert "ro" in mounts["/"], mounts["/"]
-    writable = props["ReadWritePaths"].split()
-    assert writable and all("rw" in mounts[p] for p in writable), (writable, mounts)
+    assert props.get("ReadWritePaths", "").split() == rw
+    assert all("rw" in mounts[p] for p in rw), mounts
 
 
 def test_discovery_runs_as_root_with_only_chown(edge):
