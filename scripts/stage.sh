@@ -7,8 +7,12 @@ log="${OVR_STAGE_LOG:-/tmp/ovr-stages.$PPID}"
 if [[ "${1:-}" == "--summary" ]]; then
   echo "== stage times =="
   column -t -s $'\t' "$log" 2>/dev/null || cat "$log"
+  ok=$(grep -c $'\tok$' "$log" || true)
+  bad=$(grep -vc $'\tok$' "$log" || true)
   rm -f "$log"
-  exit 0
+  echo "stages: ${ok} passed, ${bad} failed"
+  [[ "$bad" -eq 0 ]]
+  exit
 fi
 name="$1"; shift
 echo "== stage $name =="
