@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,22 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from peers import free_port, locate_mosquitto, locate_telegraf  # noqa: F401 (re-exported)
 
 REPO = Path(__file__).resolve().parents[3]
 PKG_DIR = REPO / "files/services/gxdiscovery"
 SIM_DIR = REPO / "files/services/gxsim"
 SIM_PROFILE = SIM_DIR / "profiles/default.json"
 STAR = REPO / "files/services/telegraf/victron_mqtt.star"
-BUILD_TELEGRAF = REPO / "scripts/build-telegraf.sh"
 SUPPRESS = b'{"keepalive-options":["suppress-republish"]}'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
@@ -49,27 +41,6 @@ def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def locate_mosquitto() -> str:
-    path = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None)
-    if not path:
-        pytest.fail("mosquitto not found (apt-get install mosquitto): the end-to-end tests need a real broker")
-    return path
-
-
-def locate_telegraf() -> str:
-    """The real Telegraf: $TELEGRAF_BIN, else what scripts/build-telegraf.sh prints (built once)."""
-    path = os.environ.get("TELEGRAF_BIN")
-    if not path:
-        proc = subprocess.run([str(BUILD_TELEGRAF)], capture_output=True, text=True, timeout=1200, check=False)
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            pytest.fail(f"{BUILD_TELEGRAF} failed (rc={proc.returncode}); set TELEGRAF_BIN:\n{proc.stderr[-2000:]}")
-        path = lines[-1]
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"telegraf {path!r} is not executable")
-    return path
 
 
 class Broker:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from peers import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 GXSIM_DIR = ROOT / "files" / "services" / "gxsim"
@@ -31,12 +32,6 @@ class FakeClock:
         self.now += seconds
 
 
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 5.0) -> None:

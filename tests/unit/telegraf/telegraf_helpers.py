@@ -4,8 +4,6 @@ template with the role defaults, write mqtt_consumer-shaped fixtures, run Telegr
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -13,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import peers
 import pytest
 import yaml
 
@@ -20,7 +19,6 @@ REPO = Path(__file__).resolve().parents[3]
 STAR = REPO / "files/services/telegraf/victron_mqtt.star"
 TEMPLATES = REPO / "roles/edge/templates"
 DEFAULTS = REPO / "roles/edge/defaults/main.yml"
-BUILD_SCRIPT = REPO / "scripts/build-telegraf.sh"
 REQUIRED_PLUGINS = (
     "inputs.file",
     "inputs.mqtt_consumer",
@@ -32,28 +30,14 @@ REQUIRED_PLUGINS = (
 )
 
 
+from peers import locate_mosquitto  # noqa: E402,F401 (re-exported)
+
+
 def locate_telegraf() -> str:
     """The real Telegraf: $TELEGRAF_BIN, else whatever scripts/build-telegraf.sh prints.
 
     Never skips: without a Telegraf that has the plugins above the tests fail and say why."""
-    path = os.environ.get("TELEGRAF_BIN")
-    if path:
-        if not os.access(path, os.X_OK):
-            pytest.fail(f"TELEGRAF_BIN={path!r} is not an executable file")
-    else:
-        try:
-            proc = subprocess.run(
-                [str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1200, check=False
-            )
-        except OSError as exc:
-            pytest.fail(f"cannot run {BUILD_SCRIPT}: {exc}; set TELEGRAF_BIN to a telegraf binary")
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            pytest.fail(
-                f"{BUILD_SCRIPT} failed (rc={proc.returncode}); set TELEGRAF_BIN or fix the build:\n"
-                + proc.stderr[-3000:]
-            )
-        path = lines[-1]
+    path = peers.locate_telegraf()
     plugins = subprocess.run(
         [path, "plugins"], capture_output=True, text=True, timeout=60, check=False
     ).stdout.split()
@@ -249,10 +233,3 @@ def find_free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def locate_mosquitto() -> str:
-    path = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None)
-    if not path:
-        pytest.fail("mosquitto not found (apt-get install mosquitto); the end-to-end test needs a real broker")
-    return path
