@@ -3,28 +3,36 @@
 
 A benchmark, not a test: it prints figures (and writes them as JSON) and never fails on them.
 
-    .venv/bin/python bench/edge.py                 # full run, ~7-9 min
-    .venv/bin/python bench/edge.py --quick         # smoke run, short steps (~1 min)
+    .venv/bin/python bench/edge.py                 # full run, ~8-9 min (make bench-edge)
+    .venv/bin/python bench/edge.py --quick         # smoke run, 3 s steps (~1 min)
     .venv/bin/python bench/edge.py --help
 
-What runs (all on 127.0.0.1, in a temporary directory removed at the end):
-- mosquitto stands in for the GX's broker (dbus-flashmq);
-- the GX traffic is the GX simulator's load mode (files/services/gxsim, same engine, same topics
-  and payloads), pre-rendered and written by a small raw-socket MQTT publisher in its own
-  process, because the simulator itself (paho) tops out at ~25k msgs/s using a whole core of
-  this 2-core machine; the run measures that first and reports it;
-- Telegraf with the production configuration: telegraf.conf.j2 and victron_processor.conf.j2
-  rendered by Ansible with the role defaults (ansible-playbook from the venv) and the GX input
-  rendered by ovr_gxdiscovery exactly as ovr-refresh-gx-mqtt-sources writes it;
-- vmagent and VictoriaMetrics with the command lines of the role's units (rendered too).
+Everything runs on 127.0.0.1 from a temporary directory that is removed at the end; every child
+process is stopped at the end (and dies with the benchmark if it is killed). Missing Debian
+packages (mosquitto, victoria-metrics with vmagent) are apt-get installed; Telegraf comes from
+$TELEGRAF_BIN or scripts/build-telegraf.sh; ansible-playbook (the venv's) renders the role.
 
-Two Telegraf variants run side by side, interleaved step by step in the same run:
+- mosquitto stands in for the GX's broker (dbus-flashmq).
+- GX traffic: the GX simulator's load mode (files/services/gxsim: same engine, same 63 topics
+  and payloads, same cadence: one burst per 50 ms loop), pre-rendered and written by a raw-socket
+  MQTT publisher in its own process. The simulator itself (paho) tops out at ~25-35k msgs/s
+  with a whole core of this 2-core machine; the run measures that first and reports it.
+- Telegraf runs the production configuration: telegraf.conf.j2 and victron_processor.conf.j2
+  rendered by Ansible with the role defaults, and the GX input rendered by ovr_gxdiscovery exactly
+  as ovr-refresh-gx-mqtt-sources writes it. vmagent and VictoriaMetrics run the command lines
+  of the role's (rendered) units.
+
+Two Telegraf variants, interleaved step by step in the same run:
 - pipeline: data_format value/string + the victron Starlark processor (production);
 - raw: the same Telegraf without the processor, data_format json (numbers straight through).
+Input configuration: "deployed", the input as rendered. The first run of this benchmark found
+that Telegraf's default max_undelivered_messages (1000) capped a GX at ~1000 msgs/s with the 1 s
+flush; the rendered input now sets 10000. `--tuned-undelivered N` adds a second configuration
+with another value (off by default).
 
-Per step each variant gets a fresh Telegraf and its own portal id / system_id, so samples are
-counted exactly in VictoriaMetrics (count_over_time by system_id) against what was published.
-CPU comes from /proc/<pid>/stat (utime+stime) of each process.
+Each step starts a fresh Telegraf with its own portal id / system_id, so the samples it stores
+are counted exactly in VictoriaMetrics (count_over_time by system_id) against what was
+published. CPU is utime+stime from /proc/<pid>/stat of each process.
 """
 
 from __future__ import annotations
@@ -77,10 +85,10 @@ GOAL_RATIO = 0.6  # pipeline / raw Telegraf
 GOAL_NODE_CPU = 5.0  # % of one core at a real node's load
 NODE_RATE = 700  # msgs/s of a real node
 
-# As deployed a GX input is capped near max_undelivered_messages per flush_interval; the tuned
-# config lifts that cap so the ladder can find what the processor itself costs.
-DEPLOYED_LADDER = (1000, 2000, 5000)
+# The rendered input sets max_undelivered_messages = 10000, so the deployed ladder goes high.
+DEPLOYED_LADDER = (1000, 10_000, 20_000, 40_000, 60_000)
 TUNED_LADDER = (10_000, 20_000, 40_000, 60_000, 80_000)
+SMOOTH_TICK_S = 0.002  # the node-load comparison with evenly spread messages
 TUNED_UNDELIVERED = 10_000  # 2 x metric_batch_size: a full batch is always ready to flush
 DRAIN_OK_S = 5.0  # all samples visible this long after the last publish, or the step lagged
 PROCS = ("telegraf", "vmagent", "vm", "mosquitto")
@@ -154,10 +162,11 @@ def publisher_child(spec_path: str) -> int:
     start = time.monotonic()
     sent = pos = 0
     blocked = 0.0
+    tick = float(spec["tick_s"])
     while sent < total:
         due = min(total, int((time.monotonic() - start) * rate)) - sent
-        if due <= 0:
-            time.sleep(0.002)
+        if due <= 0:  # wait for the next tick, or for the last message if that comes first
+            time.sleep(max(0.0005, min(tick, total / rate - (time.monotonic() - start))))
             continue
         while due > 0:
             k = min(due, n)
@@ -467,6 +476,8 @@ class Env:
     processor_conf: str
     allowlist: Allowlist
     sys: SysWatcher
+    flush_s: float = 1.0
+    tick_s: float = 0.05
     steps_done: int = 0
     deadline: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -517,8 +528,17 @@ def start_stack(work: Path, procs: Processes, telegraf: str) -> Env:
     wait_for(lambda: http_get(vmagent_url + "/health", 2).strip() == "OK", 30, "vmagent", check)
     sysw = SysWatcher(mqtt_port)
     sysw.fresh(10)
-    return Env(work, procs, telegraf, mqtt_port, vm_url, vmagent_url, etc / "telegraf.conf",
-               rendered["victron_processor.conf"], Allowlist.from_conf(rendered["victron_processor.conf"]), sysw)
+    env = Env(work, procs, telegraf, mqtt_port, vm_url, vmagent_url, etc / "telegraf.conf",
+              rendered["victron_processor.conf"], Allowlist.from_conf(rendered["victron_processor.conf"]), sysw)
+    env.flush_s = duration_s(tomllib.loads(rendered["telegraf.conf"])["agent"]["flush_interval"])
+    return env
+
+
+def duration_s(text: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", text.strip())
+    if not m:
+        raise BenchError(f"cannot read duration {text!r}")
+    return float(m[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[m[2]]
 
 
 def input_conf(env: Env, variant: str, system_id: str, portal: str, undelivered: int | None = None) -> str:
@@ -537,8 +557,9 @@ def input_conf(env: Env, variant: str, system_id: str, portal: str, undelivered:
             raise BenchError("could not switch the rendered input to data_format json")
     if undelivered is not None:
         head, sep, tags = text.partition("  [inputs.mqtt_consumer.tags]\n")
-        if not sep or "max_undelivered_messages" in head:
+        if not sep:
             raise BenchError("could not set max_undelivered_messages in the rendered input")
+        head = re.sub(r"(?m)^  max_undelivered_messages = \d+\n", "", head)
         text = f"{head}  max_undelivered_messages = {undelivered}\n{sep}{tags}"
     return text
 
@@ -587,12 +608,12 @@ class Config:
 
     def describe(self) -> str:
         if self.undelivered is None:
-            return "the GX input as ovr-refresh-gx-mqtt-sources renders it (max_undelivered_messages unset: 1000)"
+            return "the GX input as ovr-refresh-gx-mqtt-sources renders it"
         return f"the same input + max_undelivered_messages = {self.undelivered} (nothing else changed)"
 
 
 def run_step(env: Env, config: Config, variant: str, rate: int, seconds: float, *, drain_max: float,
-             kind: str = "step") -> dict[str, Any]:
+             kind: str = "step", tick_s: float | None = None) -> dict[str, Any]:
     """One rate step: fresh Telegraf, publish, wait until VictoriaMetrics has it all (or gives up)."""
     env.steps_done += 1
     idx = env.steps_done
@@ -627,7 +648,7 @@ def run_step(env: Env, config: Config, variant: str, rate: int, seconds: float, 
     pub_name = f"publisher-{idx}"
     spec = step_dir / "publisher.json"
     spec.write_text(json.dumps({"host": "127.0.0.1", "port": env.mqtt_port, "client_id": f"ovr-gxsim-{portal}",
-                                "rate": rate, "seconds": seconds, "cycle": cycle}))
+                                "rate": rate, "seconds": seconds, "tick_s": tick_s or env.tick_s, "cycle": cycle}))
     pub = env.procs.start(pub_name, [sys.executable, str(Path(__file__).resolve()), "--publisher-child", str(spec)],
                           pipes=True)
     assert pub.stdin is not None
@@ -715,6 +736,8 @@ def run_step(env: Env, config: Config, variant: str, rate: int, seconds: float, 
         "cpu_pct_of_core_while_publishing": {k: round(100 * v / pub_s, 2) for k, v in cpu_pub.items()},
         "pipeline_cpu_pct_of_core_while_publishing": round(100 * pipeline_cpu_pub / pub_s, 2),
         "other_cpu_pct_of_core": round(100 * max(0.0, busy_pub - busy0 - ours_pub) / pub_s, 1),
+        "machine_busy_pct": round(100 * (busy_pub - busy0) / (pub_s * (os.cpu_count() or 1)), 1),
+        "tick_ms": round(1000 * (tick_s or env.tick_s), 1),
         "steal_pct_of_core": round(100 * (steal_pub - steal0) / pub_s, 1),
         "cpu_window_until_drained_s": round(t_cpu - t0, 2),
         "status": status, "system_id": system_id,
@@ -736,6 +759,46 @@ def settle(env: Env, timeout: float = 30.0) -> None:
                 break
         time.sleep(0.5)
     time.sleep(0.5)
+
+
+def idle_baseline(env: Env, config: Config, seconds: float) -> dict[str, Any]:
+    """CPU of the pipeline processes with Telegraf (pipeline variant) running and no GX traffic."""
+    env.steps_done += 1
+    idx = env.steps_done
+    portal, system_id = f"c0ffee{idx:06x}", f"bench-idle-{idx}"
+    tdir = env.work / f"step{idx:02d}-idle" / "telegraf.d"
+    tdir.mkdir(parents=True)
+    (tdir / "gx_mqtt_sources.conf").write_text(input_conf(env, "pipeline", system_id, portal, config.undelivered))
+    (tdir / "victron_processor.conf").write_text(env.processor_conf)
+    mosq_log = env.work / "mosquitto.log"
+    log_mark = mosq_log.stat().st_size
+    name = f"telegraf-{idx}"
+    tg = env.procs.start(name, [env.telegraf, "--config", str(env.telegraf_conf), "--config-directory", str(tdir)],
+                         env=dict(os.environ, OVR_DEPLOYMENT_ID="bench", OVR_NODE_ID="bench-edge"))
+    wait_for(lambda: f"ovr-bench-edge-{system_id} 0 N/{portal}/#" in mosq_log.read_text(errors="replace")[log_mark:],
+             60, "Telegraf (idle) to subscribe", lambda: env.procs.check(name))
+    time.sleep(1.0)
+    pids = {"telegraf": tg.pid, "vmagent": env.procs.procs["vmagent"].pid, "vm": env.procs.procs["vm"].pid,
+            "mosquitto": env.procs.procs["mosquitto"].pid}
+    c0, (b0, _), t0 = cpu_snapshot(pids), machine_busy(), time.monotonic()
+    time.sleep(seconds)
+    c1, (b1, _), t1 = cpu_snapshot(pids), machine_busy(), time.monotonic()
+    env.procs.stop(name)
+    pct = {k: round(100 * (c1[k] - c0[k]) / (t1 - t0), 2) for k in c0}
+    ours = sum(c1[k] - c0[k] for k in c0)
+    out = {"seconds": round(t1 - t0, 1), "cpu_pct_of_core": pct, "pipeline_cpu_pct_of_core": round(sum(pct.values()), 2),
+           "other_cpu_pct_of_core": round(100 * max(0.0, b1 - b0 - ours) / (t1 - t0), 1)}
+    log(f"idle (Telegraf with the processor, no traffic): {out['pipeline_cpu_pct_of_core']}% of a core")
+    return out
+
+
+def gxsim_tick() -> float:
+    """The simulator's loop period: load-mode messages leave in a burst once per loop."""
+    if str(GXSIM) not in sys.path:
+        sys.path.insert(0, str(GXSIM))
+    from ovr_gxsim.mqtt import POLL_INTERVAL
+
+    return float(POLL_INTERVAL)
 
 
 def gxsim_capacity(env: Env, seconds: float) -> dict[str, Any]:
@@ -799,7 +862,7 @@ def run_ladder(env: Env, config: Config, ladder: list[int], seconds: float, drai
 # ---- report --------------------------------------------------------------------------------
 
 
-def summarise(steps: list[dict[str, Any]], config: str) -> dict[str, Any]:
+def summarise(steps: list[dict[str, Any]], config: str, flush_s: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     mine_all = [s for s in steps if s["config"] == config and s["kind"] != "node"]
     for variant in VARIANTS:
@@ -815,7 +878,7 @@ def summarise(steps: list[dict[str, Any]], config: str) -> dict[str, Any]:
             "tested": bool(mine),
         }
         if first_bad:
-            out[variant]["limit"] = diagnose(first_bad)
+            out[variant]["limit"], out[variant]["flow_control_capped"] = diagnose(first_bad, flush_s)
     p, r = out["pipeline"], out["raw"]
     ratio = p["max_no_loss_rate"] / r["max_no_loss_rate"] if r["max_no_loss_rate"] else None
     kind = ("exact" if not (p["lower_bound"] or r["lower_bound"]) else
@@ -823,6 +886,11 @@ def summarise(steps: list[dict[str, Any]], config: str) -> dict[str, Any]:
             "lower bound" if p["lower_bound"] and not r["lower_bound"] else "unknown")
     out["ratio"] = None if ratio is None else round(ratio, 3)
     out["ratio_kind"] = kind
+    same_cap = all(out[v].get("flow_control_capped") for v in VARIANTS)
+    if ratio is not None and kind == "exact" and not same_cap and p["first_failed_rate"] and r["first_failed_rate"]:
+        # the true maxima lie between the last ok and the first failed rate
+        out["ratio_range"] = [round(p["max_no_loss_rate"] / r["first_failed_rate"], 3),
+                              round(p["first_failed_rate"] / r["max_no_loss_rate"], 3)]
     okrates = {v: {s["target_rate"] for s in mine_all if s["variant"] == v and s["status"] == "ok"} for v in VARIANTS}
     common = sorted(okrates["pipeline"] & okrates["raw"])
     if common:
@@ -837,24 +905,31 @@ def summarise(steps: list[dict[str, Any]], config: str) -> dict[str, Any]:
     return out
 
 
-def diagnose(step: dict[str, Any]) -> str:
-    """Where a failed step lost or queued its messages, from the counters of each stage."""
+def diagnose(step: dict[str, Any], flush_s: float) -> tuple[str, bool]:
+    """What held a failed step back, from the counters of each stage; and whether it was the
+    input's flow control (max_undelivered_messages per flush_interval)."""
     tg = step["cpu_pct_of_core_while_publishing"].get("telegraf", 0.0)
+    ingest = step["ingest_rate_while_publishing"] or 0.0
+    undelivered = step["max_undelivered_messages"] or 1000  # Telegraf's default
+    cap = undelivered / flush_s
     parts = []
     if step["achieved_rate"] < 0.97 * step["target_rate"]:
         parts.append(f"the publisher was held back ({step['achieved_rate']:.0f}/s)")
     if step["mosquitto_dropped"]:
-        parts.append(f"mosquitto dropped {step['mosquitto_dropped']} (its queue to Telegraf overflowed: "
+        parts.append(f"mosquitto dropped {step['mosquitto_dropped']} messages (its queue to Telegraf overflowed: "
                      "Telegraf did not read fast enough)")
-    rows = step["vmagent_rows_in"]
-    if rows + 200 < step["expected_samples"]:
-        parts.append(f"Telegraf delivered {rows} rows to vmagent for {step['expected_samples']} expected samples")
-    elif step["missing"]:
-        parts.append("vmagent got the rows; VictoriaMetrics/vmagent did not store them in time")
-    busy = "CPU-bound" if tg >= 90 else "not CPU-bound"
-    parts.append(f"Telegraf {tg:.0f}% of a core while publishing ({busy}), ingest "
-                 f"{step['ingest_rate_while_publishing']:.0f} samples/s into VM")
-    return "; ".join(parts)
+    if step["status"] == "BEHIND":
+        parts.append("samples were still arriving when the step gave up")
+    flow = ingest <= 1.15 * cap and tg < 50 and step["machine_busy_pct"] < 90
+    if flow:
+        parts.append(f"ingest {ingest:.0f} samples/s = the input's flow-control cap: max_undelivered_messages "
+                     f"{undelivered} per flush_interval {flush_s:g} s (Telegraf only {tg:.0f}% of a core)")
+    else:
+        parts.append(f"ingest {ingest:.0f} samples/s; Telegraf {tg:.0f}% of a core"
+                     f"{' (CPU-bound)' if tg >= 90 else ''}; machine {step['machine_busy_pct']:.0f}% busy, of which "
+                     f"other processes {step['other_cpu_pct_of_core']:.0f}% of a core"
+                     f"{' (CPUs saturated)' if step['machine_busy_pct'] >= 90 else ''}")
+    return "; ".join(parts), flow
 
 
 def verdict(ok: bool | None) -> str:
@@ -879,6 +954,8 @@ def ratio_txt(s: dict[str, Any]) -> tuple[str, str]:
     ratio, kind = s["ratio"], s["ratio_kind"]
     if ratio is None:
         return "-", "n/a"
+    if all(s[v].get("flow_control_capped") for v in VARIANTS):
+        return f"{ratio:.2f}", "n/a (same cap)"
     prefix = {"upper bound": "<=", "lower bound": ">="}.get(kind, "")
     if kind == "exact":
         ok: bool | None = ratio >= GOAL_RATIO
@@ -950,35 +1027,51 @@ def print_report(result: dict[str, Any]) -> None:
     if nodes:
         w("")
         w(f"-- Real node load: {NODE_RATE} msgs/s, {nodes[0]['config']} config, CPU while publishing (% of one core) --")
-        w(f"{'':22s}{'telegraf':>9s}{'vmagent':>9s}{'vm':>7s}{'mosquitto':>10s}{'total':>8s}{'other%':>8s}  stored")
+        w(f"{'variant':9s}{'cadence':>14s}{'time':>6s}{'telegraf':>9s}{'vmagent':>9s}{'vm':>7s}{'mosquitto':>10s}"
+          f"{'total':>8s}{'other%':>8s}  stored")
         for s in nodes:
             c = s["cpu_pct_of_core_while_publishing"]
-            w(f"  {s['variant']:9s}{s['seconds']:6.0f} s{'':3s}{c.get('telegraf', 0):9.2f}{c.get('vmagent', 0):9.2f}"
+            cadence = f"burst/{s['tick_ms']:g} ms"
+            w(f"{s['variant']:9s}{cadence:>14s}{s['seconds']:5.0f}s{c.get('telegraf', 0):9.2f}{c.get('vmagent', 0):9.2f}"
               f"{c.get('vm', 0):7.2f}{c.get('mosquitto', 0):10.2f}{s['pipeline_cpu_pct_of_core_while_publishing']:8.2f}"
               f"{s['other_cpu_pct_of_core']:8.0f}  {s['stored_samples']}/{s['expected_samples']} {s['status']}")
-        if len(nodes) == 2 and nodes[1]["pipeline_cpu_pct_of_core_while_publishing"]:
-            r = nodes[0]["pipeline_cpu_pct_of_core_while_publishing"] / nodes[1]["pipeline_cpu_pct_of_core_while_publishing"]
-            w(f"  pipeline/raw CPU at this load: {r:.2f}")
+        idle = result.get("idle")
+        if idle:
+            c = idle["cpu_pct_of_core"]
+            w(f"{'idle':9s}{'no traffic':>14s}{idle['seconds']:5.0f}s{c.get('telegraf', 0):9.2f}{c.get('vmagent', 0):9.2f}"
+              f"{c.get('vm', 0):7.2f}{c.get('mosquitto', 0):10.2f}{idle['pipeline_cpu_pct_of_core']:8.2f}"
+              f"{idle['other_cpu_pct_of_core']:8.0f}  (Telegraf with the processor, host inputs every 10 s)")
+        p_, r_ = nodes[0], next((s for s in nodes if s["variant"] == "raw"), None)
+        if r_ and r_["pipeline_cpu_pct_of_core_while_publishing"]:
+            ratio = p_["pipeline_cpu_pct_of_core_while_publishing"] / r_["pipeline_cpu_pct_of_core_while_publishing"]
+            w(f"pipeline/raw CPU at this load (same cadence): {ratio:.2f}")
     w("")
     w("-- Summary vs goals --")
     names = list(configs)
-    w(f"{'figure':42s}" + "".join(f"{n:>26s}" for n in names) + f"{'goal':>10s}")
+    w(f"{'figure':42s}" + "".join(f"{n:>28s}" for n in names) + f"{'goal':>10s}")
     rows = [("max no-loss rate, pipeline (msgs/s)", [
         f"{rate_txt(summ[n]['pipeline'])} {rate_verdict(summ[n]['pipeline'])}" for n in names], f">={GOAL_RATE}")]
     rows.append(("max no-loss rate, raw Telegraf (msgs/s)", [rate_txt(summ[n]["raw"]) for n in names], ""))
     rows.append(("ratio pipeline / raw", [" ".join(ratio_txt(summ[n])) for n in names], f">={GOAL_RATIO}"))
-    node = next((s for s in nodes if s["variant"] == "pipeline"), None)
+    if any("ratio_range" in summ[n] for n in names):
+        rows.append(("  (range from the step resolution)",
+                     [("{:.2f}-{:.2f}".format(*summ[n]["ratio_range"]) if "ratio_range" in summ[n] else "")
+                      for n in names], ""))
+    node = nodes[0] if nodes else None
     if node:
         pct = node["pipeline_cpu_pct_of_core_while_publishing"]
         cells = [f"{pct:.1f} {verdict(pct <= GOAL_NODE_CPU)}" if n == node["config"] else "-" for n in names]
         rows.append((f"pipeline CPU at {NODE_RATE} msgs/s (% of a core)", cells, f"<={GOAL_NODE_CPU:g}"))
     for label, cells, goal in rows:
-        w(f"{label:42s}" + "".join(f"{c:>26s}" for c in cells) + f"{goal:>10s}")
+        w(f"{label:42s}" + "".join(f"{c:>28s}" for c in cells) + f"{goal:>10s}")
     for n in names:
         for variant in VARIANTS:
             lim = summ[n][variant].get("limit")
             if lim:
                 w(f"limit {n}/{variant} at {summ[n][variant]['first_failed_rate']} msgs/s: {lim}")
+        if all(summ[n][v].get("flow_control_capped") for v in VARIANTS):
+            w(f"note: in the {n} config both variants stop at the same input flow-control cap, so its ratio says "
+              "nothing about the processor's cost")
     for note in result.get("notes", []):
         w(f"note: {note}")
     if result.get("json_path"):
@@ -1008,10 +1101,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--step-seconds", type=float, help="seconds per step (default 15, --quick 3)")
     ap.add_argument("--node-seconds", type=float,
                     help=f"seconds of the {NODE_RATE} msgs/s pipeline run (default 60, --quick 5; raw: half)")
-    ap.add_argument("--refine", type=int, help="bisection steps after the ladder (default 1, --quick 0)")
-    ap.add_argument("--tuned-undelivered", type=int, default=TUNED_UNDELIVERED,
+    ap.add_argument("--refine", type=int, help="bisection rounds after the ladder (default 2, --quick 0)")
+    ap.add_argument("--tick-ms", type=float, help="publisher cadence: due messages are sent in a burst every "
+                    "TICK ms (default: the GX simulator's loop, 50 ms)")
+    ap.add_argument("--tuned-undelivered", type=int, default=0,
                     help="max_undelivered_messages of the tuned config (0: skip it), default %(default)s")
-    ap.add_argument("--time-limit", type=float, default=540.0,
+    ap.add_argument("--time-limit", type=float, default=570.0,
                     help="start no step that could end after this many seconds (default %(default)s)")
     ap.add_argument("--json", type=Path, help="where to write the results (default bench/results/edge-<date>.json)")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (logs, configs, data)")
@@ -1033,7 +1128,8 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     seconds = args.step_seconds or (3.0 if quick else 15.0)
     node_seconds = args.node_seconds or (5.0 if quick else 60.0)
-    refine = args.refine if args.refine is not None else (0 if quick else 1)
+    refine = args.refine if args.refine is not None else (0 if quick else 2)
+    tick_s = args.tick_ms / 1000 if args.tick_ms else gxsim_tick()
     drain_max = 10.0
     configs = [Config("deployed", None)]
     if args.tuned_undelivered:
@@ -1052,7 +1148,7 @@ def main(argv: list[str] | None = None) -> int:
     meta: dict[str, Any] = {
         "date": started.isoformat(timespec="seconds"), "quick": quick, "cpus": os.cpu_count(),
         "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg()), "kernel": platform.release(),
-        "git": git_describe(), "step_seconds": seconds, "node_seconds": node_seconds,
+        "git": git_describe(), "step_seconds": seconds, "node_seconds": node_seconds, "tick_ms": tick_s * 1000,
         "ladders": {c.name: ladders[c.name] for c in configs},
         "configs": {c.name: c.describe() for c in configs},
         "versions": {"telegraf": telegraf_version(telegraf), "victoria-metrics": package_version("victoria-metrics"),
@@ -1072,12 +1168,18 @@ def main(argv: list[str] | None = None) -> int:
         meta["stored_fraction"] = sum(env.allowlist.stored(t, p) for t, p in cycle) / len(cycle)
         result["gxsim"] = gxsim_capacity(env, 2.0 if quick else 5.0)
         steps: list[dict[str, Any]] = []
-        for variant, secs in (("pipeline", node_seconds), ("raw", node_seconds / 2)):
-            steps.append(run_step(env, configs[0], variant, NODE_RATE, secs, drain_max=drain_max, kind="node"))
+        env.tick_s = tick_s
+        result["idle"] = idle_baseline(env, configs[0], 3.0 if quick else 20.0)
+        # The node load: pipeline, raw (side by side), and the pipeline with smooth traffic (2 ms ticks)
+        # to show how much the cadence matters at low rates.
+        for variant, secs, tick in (("pipeline", node_seconds, None), ("raw", node_seconds / 2, None),
+                                    ("pipeline", node_seconds / 2, SMOOTH_TICK_S)):
+            steps.append(run_step(env, configs[0], variant, NODE_RATE, secs, drain_max=drain_max, kind="node",
+                                  tick_s=tick))
         for config in configs:
             steps += run_ladder(env, config, ladders[config.name], seconds, drain_max, refine)
         result["steps"] = steps
-        result["summary"] = {c.name: summarise(steps, c.name) for c in configs}
+        result["summary"] = {c.name: summarise(steps, c.name, env.flush_s) for c in configs}
         result["notes"] = env.notes
     except KeyboardInterrupt as exc:
         log(f"interrupted ({exc}); cleaning up")

@@ -143,7 +143,8 @@ def test_telegraf_conf_layout() -> None:
     assert main == {
         "alias": "gx-main", "servers": ["tcp://192.168.1.50:1883"], "topics": [f"N/{P}/#"], "topic_tag": "topic",
         "qos": 0, "client_id": "ovr-node-04-pro6005-1", "persistent_session": False, "connection_timeout": "5s",
-        "max_reconnect_interval": "30s", "startup_error_behavior": "retry", "data_format": "value",
+        "max_reconnect_interval": "30s", "max_undelivered_messages": 10000,
+        "startup_error_behavior": "retry", "data_format": "value",
         "data_type": "string", "tags": {"system_id": "pro6005-1", "portal_id": P, "gx_host": "192.168.1.50"},
     }
     assert aft["servers"] == ["ssl://192.168.1.50:1883"] and aft["tls_ca"] == "/etc/ovr/gx-ca.pem"
