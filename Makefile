@@ -67,8 +67,8 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff, argument-spec p
 	$(BIN)/python scripts/check-argument-specs.py
 
 .PHONY: unit
-unit: venv ## unit tests (tests/unit)
-	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && pytest -q tests/unit
+unit: venv ## unit tests (tests/unit) and a smoke run of the benchmark tool (tests/bench)
+	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && pytest -q tests/unit tests/bench
 
 .PHONY: molecule
 molecule: ## every Molecule scenario
