@@ -63,7 +63,12 @@ status() {
     soc=$(curl -s --get --data-urlencode "query=last_over_time(victron_system_dc_battery_soc_value[1m])" \
           http://127.0.0.1:8428/api/v1/query | grep -o "\"value\":\[[^]]*\]" | head -n1)
     echo "    victron_* metric names: $n;  battery SoC now: ${soc:-no data yet (give it ~20 s)}"' 2>/dev/null || true
+  cloud_ip=$(podman inspect -f '{{(index .NetworkSettings.Networks "ovr-demo-wan").IPAddress}}' ovr-demo-cloud 2>/dev/null || true)
   cat <<TXT
+
+Cloud (TLS from the demo's own CA; operator login "ops", password in .demo/credentials/operator-ops):
+  curl --cacert .demo/credentials/cloud-ca.pem --resolve ovr-demo-cloud:443:${cloud_ip:-?} \\
+       -u "ops:\$(cat .demo/credentials/operator-ops)" 'https://ovr-demo-cloud/api/v1/query?query=up'
 
 Where to look
   GX simulator topics (as the edge sees them; a keepalive wakes the GX):
