@@ -13,17 +13,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))  # works with any --import-mode
 sys.path.insert(0, str(HERE.parents[2] / "files/services/gxdiscovery"))
 
-from gxd_helpers import Broker, Node, Observer, Sim, locate_mosquitto, locate_telegraf  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def telegraf_bin() -> str:
-    return locate_telegraf()
-
-
-@pytest.fixture(scope="session")
-def mosquitto_bin() -> str:
-    return locate_mosquitto()
+from gxd_helpers import Broker, Node, Observer, Sim  # noqa: E402
 
 
 @pytest.fixture

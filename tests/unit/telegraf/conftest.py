@@ -10,17 +10,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # works with any --import-mode
 
-from telegraf_helpers import Run, locate_mosquitto, locate_telegraf, make_runner
+from telegraf_helpers import Run, locate_telegraf, make_runner
 
 
 @pytest.fixture(scope="session")
 def telegraf_bin() -> str:
     return locate_telegraf()
-
-
-@pytest.fixture(scope="session")
-def mosquitto_bin() -> str:
-    return locate_mosquitto()
 
 
 @pytest.fixture
