@@ -3,7 +3,7 @@
 # these Firecracker VMs need (see docs/adr/0002-test-hosts-podman-systemd.md). Idempotent.
 set -euo pipefail
 
-PACKAGES=(podman runc netavark aardvark-dns containernetworking-plugins debootstrap mosquitto mosquitto-clients uidmap slirp4netns nftables iproute2)
+PACKAGES=(podman runc netavark aardvark-dns containernetworking-plugins debootstrap mosquitto mosquitto-clients victoria-metrics caddy uidmap slirp4netns nftables iproute2)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
