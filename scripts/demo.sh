@@ -63,12 +63,23 @@ status() {
     soc=$(curl -s --get --data-urlencode "query=last_over_time(victron_system_dc_battery_soc_value[1m])" \
           http://127.0.0.1:8428/api/v1/query | grep -o "\"value\":\[[^]]*\]" | head -n1)
     echo "    victron_* metric names: $n;  battery SoC now: ${soc:-no data yet (give it ~20 s)}"' 2>/dev/null || true
+  echo
+  echo "Data in the cloud (downsampled, arriving through the edge's vmagent and MQTT bridge):"
+  podman exec ovr-demo-cloud sh -c '
+    soc=$(curl -s --get --data-urlencode "query=last_over_time(victron_system_dc_battery_soc_value[1m])" \
+          http://127.0.0.1:8428/api/v1/query | grep -o "\"node_id\":\"[^\"]*\"\|\"value\":\[[^]]*\]" | tr "\n" " ")
+    echo "    battery SoC per node: ${soc:-no data yet (the first 10 s interval is still being aggregated)}"
+    bridge=$(mosquitto_sub -h 127.0.0.1 -u ovr-fleet -P "$(cat /etc/ovr/secrets/mqtt-fleet.password)" \
+             -t "ovr/+/bridge" -W 2 -v 2>/dev/null | tr "\n" " ")
+    echo "    MQTT bridges (1 = connected): ${bridge:-none yet}"' 2>/dev/null || true
   cloud_ip=$(podman inspect -f '{{(index .NetworkSettings.Networks "ovr-demo-wan").IPAddress}}' ovr-demo-cloud 2>/dev/null || true)
   cat <<TXT
 
-Cloud (TLS from the demo's own CA; operator login "ops", password in .demo/credentials/operator-ops):
+Cloud: https://ovr-demo-cloud (address ${cloud_ip:-?} on the demo WAN; TLS from the demo's own CA,
+.demo/credentials/cloud-ca.pem). Log in as operator "ops", password in .demo/credentials/operator-ops:
   curl --cacert .demo/credentials/cloud-ca.pem --resolve ovr-demo-cloud:443:${cloud_ip:-?} \\
-       -u "ops:\$(cat .demo/credentials/operator-ops)" 'https://ovr-demo-cloud/api/v1/query?query=up'
+       -u "ops:\$(cat .demo/credentials/operator-ops)" 'https://ovr-demo-cloud/api/v1/query?query=victron_system_dc_battery_soc_value'
+  Live MQTT of the fleet (operators, WebSocket through Caddy): wss://ovr-demo-cloud/mqtt
 
 Where to look
   GX simulator topics (as the edge sees them; a keepalive wakes the GX):

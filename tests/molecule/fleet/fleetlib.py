@@ -1,0 +1,101 @@
+"""What the fleet scenario's tests share: hosts, queries, MQTT, playbook runs.
+
+The edges and the cloud are reached with `podman exec`; every query to a VictoriaMetrics is
+made on its own host (both listen on loopback only). Credentials come from the controller
+files the cloud role generated, the same files the edge role reads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shlex
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+
+GX = "fleet-gx"
+EDGE_A = "fleet-edge-a"
+EDGE_B = "fleet-edge-b"
+CLOUD = "fleet-cloud"
+WAN = "fleet-wan"
+DEPLOYMENT = {EDGE_A: "harbour", EDGE_B: "rental"}
+INTERVAL = 10  # edge_vmagent_cloud_aggregation_interval (role default)
+
+
+def sh(container: str, command: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["podman", "exec", container, "sh", "-c", command],
+                          capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, f"{container}: {command}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return proc
+
+
+def credentials_dir() -> Path:
+    eph = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    assert eph, "run through molecule (MOLECULE_EPHEMERAL_DIRECTORY is not set)"
+    return Path(eph) / "credentials"
+
+
+def secret(*parts: str) -> str:
+    return credentials_dir().joinpath(*parts).read_text().strip()
+
+
+def vm(container: str, path: str, **params: str) -> dict:
+    """GET a VictoriaMetrics API path on the host's own loopback VM."""
+    sh(container, "curl -sf -X POST http://127.0.0.1:8428/internal/force_flush")
+    url = "http://127.0.0.1:8428" + path + "?" + urllib.parse.urlencode(params)
+    out = sh(container, "curl -sf " + shlex.quote(url)).stdout
+    return json.loads(out)
+
+
+def query(container: str, q: str, **params: str) -> list[dict]:
+    return vm(container, "/api/v1/query", query=q, **params)["data"]["result"]
+
+
+def export(container: str, match: str, start: float, end: float) -> dict[str, list[int]]:
+    """Raw samples per series (key: the series' labels as JSON) between start and end (s)."""
+    sh(container, "curl -sf -X POST http://127.0.0.1:8428/internal/force_flush")
+    url = "http://127.0.0.1:8428/api/v1/export?" + urllib.parse.urlencode(
+        {"match[]": match, "start": f"{start:.3f}", "end": f"{end:.3f}"})
+    out = sh(container, "curl -sf " + shlex.quote(url), timeout=300).stdout
+    series: dict[str, list[int]] = {}
+    for line in out.splitlines():
+        if line.strip():
+            row = json.loads(line)
+            key = json.dumps(row["metric"], sort_keys=True)
+            series.setdefault(key, []).extend(row["timestamps"])
+    return {k: sorted(v) for k, v in series.items()}
+
+
+def cloud_sub(topic: str, count: int = 1, wait: int = 10) -> list[str]:
+    """Messages on the cloud broker, read as the fleet service's local user (loopback)."""
+    out = sh(CLOUD, "mosquitto_sub -h 127.0.0.1 -p 1883 -u ovr-fleet -P \"$(cat /etc/ovr/secrets/mqtt-fleet.password)\" "
+                    f"-t {shlex.quote(topic)} -C {count} -W {wait} -v", check=False, timeout=wait + 30)
+    return [line for line in out.stdout.splitlines() if line]
+
+
+def cloud_pub(topic: str, payload: str, retain: bool = False) -> None:
+    sh(CLOUD, "mosquitto_pub -h 127.0.0.1 -p 1883 -u ovr-fleet -P \"$(cat /etc/ovr/secrets/mqtt-fleet.password)\" "
+              f"-q 1 {'-r ' if retain else ''}-t {shlex.quote(topic)} -m {shlex.quote(payload)}")
+
+
+def bridge_up(node: str) -> bool:
+    return any(line.endswith(" 1") for line in cloud_sub(f"ovr/{node}/bridge", wait=3))
+
+
+def playbook(name: str, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(project / name), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def max_gap(timestamps_ms: list[int]) -> float:
+    """Longest interval between consecutive samples, in seconds."""
+    return max((b - a for a, b in itertools.pairwise(timestamps_ms)), default=0) / 1000
+
+
+def now() -> float:
+    return time.time()
