@@ -55,6 +55,12 @@ def query(container: str, q: str, **params: str) -> list[dict]:
     return vm(container, "/api/v1/query", query=q, **params)["data"]["result"]
 
 
+def series(container: str, match: str) -> list[dict]:
+    """Label sets of the series matching ``match`` (the series API sees a sample at once; an
+    instant query would wait out VictoriaMetrics' 30 s search latency offset)."""
+    return vm(container, "/api/v1/series", **{"match[]": match})["data"]
+
+
 def export(container: str, match: str, start: float, end: float) -> dict[str, list[int]]:
     """Raw samples per series (key: the series' labels as JSON) between start and end (s)."""
     sh(container, "curl -sf -X POST http://127.0.0.1:8428/internal/force_flush")

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 from conftest import wait_for
-from fleetlib import CLOUD, DEPLOYMENT, EDGE_A, EDGE_B, INTERVAL, bridge_up, cloud_pub, cloud_sub, export, now, query, secret, sh
+from fleetlib import CLOUD, DEPLOYMENT, EDGE_A, EDGE_B, INTERVAL, bridge_up, cloud_pub, cloud_sub, export, now, query, secret, series, sh
 
 RUN = uuid.uuid4().hex[:8]
 
@@ -77,17 +77,17 @@ def curl_write(src: str, user: str, password: str, body: str, path: str = "/writ
 def test_a_node_writing_as_another_lands_as_itself():
     body = f"ovr_fleet_forgery,node_id={EDGE_B},run={RUN} value=1"
     assert curl_write(EDGE_A, EDGE_A, secret(EDGE_A, "remote_write"), body) == 204
-    rows = wait_for(lambda: query(CLOUD, f'ovr_fleet_forgery_value{{run="{RUN}"}}'), timeout=30,
+    rows = wait_for(lambda: series(CLOUD, f'ovr_fleet_forgery_value{{run="{RUN}"}}'), timeout=30,
                     what="the forged sample")
-    assert [r["metric"]["node_id"] for r in rows] == [EDGE_A]
+    assert [r["node_id"] for r in rows] == [EDGE_A]
     # The protocol handshake vmagent makes is passed through, but it cannot carry data past the
     # node label: on the Influx path it is an ordinary write, labelled as the sender.
     body2 = f"ovr_fleet_forgery2,node_id={EDGE_B},run={RUN} value=1"
     path = f"/write?get_vm_proto_version=1&extra_label=node_id={EDGE_B}"
     assert curl_write(EDGE_A, EDGE_A, secret(EDGE_A, "remote_write"), body2, path) == 204
-    rows = wait_for(lambda: query(CLOUD, f'ovr_fleet_forgery2_value{{run="{RUN}"}}'), timeout=30,
+    rows = wait_for(lambda: series(CLOUD, f'ovr_fleet_forgery2_value{{run="{RUN}"}}'), timeout=30,
                     what="the second forged sample")
-    assert [r["metric"]["node_id"] for r in rows] == [EDGE_A]
+    assert [r["node_id"] for r in rows] == [EDGE_A]
     # With another node's password, or none, nothing is written.
     assert curl_write(EDGE_A, EDGE_B, secret(EDGE_A, "remote_write"), body) == 401
     assert curl_write(EDGE_A, "", "", body) == 401

@@ -14,7 +14,7 @@ def test_rollout_rolls_canary_first_then_the_rest():
     assert result.returncode == 0, out[-4000:]
     assert "ROLLOUT HALTED" not in out
     # One batch per node (batch size 1), the canary (first by name) first; each passed its gate.
-    gates = re.findall(r"TASK \[Gate: fresh data of this node in the cloud's VictoriaMetrics\].*?ok: \[([^\]]+)\]", out, re.S)
+    gates = re.findall(r"TASK \[Gate: fresh data of this node in the cloud's VictoriaMetrics\].*?ok: \[([^\] ]+)", out, re.S)
     assert gates == [EDGE_A, EDGE_B], gates
     for node in (EDGE_A, EDGE_B):
         assert "-retentionPeriod=398d" in sh(node, "systemctl show -p ExecStart victoria-metrics").stdout
