@@ -94,6 +94,10 @@ log = edge.log
 BenchError = edge.BenchError
 
 
+class EdgeOnly(Exception):  # control flow: --edge-only ends after the edge leg
+    pass
+
+
 # ---- Prometheus remote write, by hand -------------------------------------------------------
 
 
@@ -334,8 +338,17 @@ def cloud_overrides(work: Path, vm_port: int, https_port: int, nodes: list[str])
     }
 
 
-def bench_caddyfile(text: str, admin_port: int, http_port: int, https_port: int) -> str:
-    """The rendered Caddyfile on free ports: admin, http_port, https_port and the site's port."""
+def bench_caddyfile(text: str, admin_port: int, http_port: int, https_port: int, vm_proto: bool = False) -> str:
+    """The rendered Caddyfile on free ports: admin, http_port, https_port and the site's port.
+
+    vm_proto (an experiment, --caddy-vm-proto): the write rewrite also passes vmagent's
+    ?get_vm_proto_version handshake, which the role's rewrite drops, so vmagent falls back from
+    VictoriaMetrics' remote-write protocol (zstd) to Prometheus' (snappy)."""
+    if vm_proto:
+        text, k = re.subn(r"(rewrite \* \{path\}\?extra_label=node_id=\{http\.auth\.user\.id\}&precision=\{query\.precision\})",
+                          r"\1&get_vm_proto_version={query.get_vm_proto_version}", text)
+        if k != 1:
+            raise BenchError("the rendered Caddyfile does not have the expected write rewrite")
     text, n = re.subn(r"(?m)^\tadmin localhost:2019$",
                       f"\tadmin 127.0.0.1:{admin_port}\n\thttp_port {http_port}\n\thttps_port {https_port}", text)
     text, m = re.subn(r"(?m)^127\.0\.0\.1 \{$", f"127.0.0.1:{https_port} {{", text)
@@ -430,6 +443,7 @@ class Cloud:
     caddyfile: Path
     notes: list[str] = field(default_factory=list)
     hash_cache: bool | None = None
+    vm_proto: bool = False
 
     @property
     def write_url(self) -> str:
@@ -464,7 +478,8 @@ def start_vm(work: Path, procs: edge.Processes, rendered: str) -> str:
 
 def start_caddy(cloud: Cloud, text: str) -> None:
     cloud.procs.stop("caddy")
-    cloud.caddyfile.write_text(bench_caddyfile(text, cloud.admin_port, cloud.http_port, cloud.https_port))
+    cloud.caddyfile.write_text(bench_caddyfile(text, cloud.admin_port, cloud.http_port, cloud.https_port,
+                                               cloud.vm_proto))
     adapted = subprocess.run([CADDY, "adapt", "--config", str(cloud.caddyfile), "--adapter", "caddyfile"],
                              capture_output=True, text=True, timeout=60, check=False)
     if adapted.returncode != 0:
@@ -560,6 +575,9 @@ def edge_leg(cloud: Cloud, telegraf: str, vmagent: str, seconds: float, warm: fl
     vm_argv = edge.exec_start(rendered["victoria-metrics-override.conf"])
     vm_argv[0] = binary("VICTORIA_METRICS_BIN", edge.VICTORIA_METRICS)
     procs.start("edge-vm", vm_argv)
+    # vmagent asks each URL once at start whether it speaks VictoriaMetrics' protocol: VM must be up
+    edge.wait_for(lambda: edge.http_get(f"http://127.0.0.1:{vm_port}/health", 2).strip() == "OK", 30, "edge VM",
+                  lambda: procs.check("edge-vm"))
     vmagent_argv = edge.exec_start(rendered["vmagent.service"])
     vmagent_argv[0] = vmagent
     procs.start("vmagent", vmagent_argv)
@@ -685,7 +703,7 @@ class Gen:
     series: int
     interval: float
     workers: int
-    warm: set[str] = field(default_factory=set)
+    warm: dict[str, set[str]] = field(default_factory=dict)
     cold_auth: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -830,13 +848,20 @@ def verify(gen: Gen, res: dict[str, Any]) -> dict[str, Any]:
             "mismatch_examples": dict(list(bad.items())[:3])}
 
 
-def warm_up(gen: Gen, nodes: list[str]) -> dict[str, Any] | None:
-    """First request of each node through Caddy: bcrypt once per node (then cached, up to 1000 entries)."""
-    cold = [n for n in nodes if n not in gen.warm][: max(0, CADDY_HASH_CACHE_CAP - len(gen.warm))]
+def warm_up(gen: Gen, path: str, nodes: list[str]) -> dict[str, Any] | None:
+    """First request of each new node, on both paths, before a measured run: VictoriaMetrics registers
+    the node's series (a one-off cost per node) and, through Caddy, bcrypt runs once per node (then
+    cached, up to 1000 entries). Run #2 of this bench warmed only the Caddy path, so the direct path
+    paid the series registration inside its steps."""
+    warm = gen.warm.setdefault(path, set())
+    cold = [n for n in nodes if n not in warm]
     if not cold:
         return None
-    res = run_gen(gen, "caddy", cold, "once", 0.0, f"warm{len(gen.warm)}", concurrency=32)
-    gen.warm |= set(cold)
+    res = run_gen(gen, path, cold, "once", 0.0, f"warm-{path}{len(warm)}", concurrency=32)
+    warm |= set(cold)
+    if path != "caddy":
+        log(f"warm-up direct: {len(cold)} nodes' first request in {res['elapsed_s']:.1f} s")
+        return None
     caddy_cpu_s = res["cpu_pct_of_core"]["caddy"] * res["elapsed_s"] / 100
     out = {"nodes": len(cold), "seconds": res["elapsed_s"], "errors": res["errors"],
            "caddy_cpu_s": round(caddy_cpu_s, 2), "caddy_cpu_ms_per_node": round(1000 * caddy_cpu_s / len(cold), 1),
@@ -849,8 +874,7 @@ def warm_up(gen: Gen, nodes: list[str]) -> dict[str, Any] | None:
 
 def step(gen: Gen, path: str, n: int, seconds: float) -> dict[str, Any]:
     nodes = [node_name(i) for i in range(1, n + 1)]
-    if path == "caddy":
-        warm_up(gen, nodes)
+    warm_up(gen, path, nodes)
     res = run_gen(gen, path, nodes, "paced", seconds, f"{path}{n}")
     res |= verify(gen, res)
     target = n * gen.series / gen.interval
@@ -891,8 +915,7 @@ def diagnose(res: dict[str, Any]) -> str:
 
 def throughput(gen: Gen, path: str, conc: int, seconds: float, rnd: int) -> dict[str, Any]:
     nodes = [node_name(i) for i in range(1, conc + 1)]
-    if path == "caddy":
-        warm_up(gen, nodes)
+    warm_up(gen, path, nodes)
     res = run_gen(gen, path, nodes, "closed", seconds, f"max-{path}-{rnd}")
     res |= verify(gen, res)
     res.pop("ok_samples")
@@ -941,7 +964,7 @@ def print_report(result: dict[str, Any]) -> None:
     w("")
     w("== Cloud benchmark: remote write through Caddy (TLS + per-node basic auth) vs straight into VictoriaMetrics ==")
     w(f"{meta['date']}  {meta['cpus']} CPUs  load avg start {meta['loadavg_before']} end {meta.get('loadavg_after')}  "
-      f"{'QUICK (smoke) run' if meta['quick'] else 'full run'}  git {meta['git']}  took {meta.get('duration_s', '?')} s")
+      f"{meta.get('mode', 'full run')}  git {meta['git']}  took {meta.get('duration_s', '?')} s")
     v = meta["versions"]
     w(f"{v['caddy']}; VictoriaMetrics {v['victoria-metrics']}; vmagent (edge leg) {v.get('vmagent_edge_leg', '-')}; "
       f"Telegraf {v['telegraf']}; {v['mosquitto']}. This host is Debian {meta.get('debian', '?')}; production runs "
@@ -1080,9 +1103,9 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke run (<45 s): 20 nodes, 2 s interval, short steps, "
+    ap.add_argument("--quick", action="store_true", help="smoke run (<45 s): 16 nodes, 2 s interval, short steps, "
                     "no edge leg unless --edge-seconds is given")
-    ap.add_argument("--nodes", help=f"comma-separated N ladder (default {','.join(map(str, FULL_LADDER))}; quick 20)")
+    ap.add_argument("--nodes", help=f"comma-separated N ladder (default {','.join(map(str, FULL_LADDER))}; quick 16)")
     ap.add_argument("--interval", type=float, help="seconds between a node's batches (default: the edge role's "
                     "stream-aggregation interval, 10 s; quick 2 s)")
     ap.add_argument("--samples-per-node", type=float, default=NODE_SAMPLES_S,
@@ -1093,6 +1116,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--edge-seconds", type=float, help="measured seconds of the edge cloud leg (default 150, quick 8)")
     ap.add_argument("--workers", type=int, default=2, help="load-generator processes (default %(default)s)")
     ap.add_argument("--skip-edge", action="store_true", help="no edge cloud leg")
+    ap.add_argument("--edge-only", action="store_true", help="only the edge cloud leg (bytes/day), no ingest runs")
+    ap.add_argument("--caddy-vm-proto", action="store_true",
+                    help="experiment: let vmagent's VictoriaMetrics-protocol handshake through the Caddy rewrite")
     ap.add_argument("--json", type=Path, help="where to write the results (default bench/results/cloud-<date>.json)")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (logs, configs, data)")
     ap.add_argument("--gen-child", help=argparse.SUPPRESS)
@@ -1119,14 +1145,14 @@ def main(argv: list[str] | None = None) -> int:
     role_interval = edge.duration_s(re.search(r"(?m)^edge_vmagent_cloud_aggregation_interval:\s*(\S+)",
                                               (EDGE_ROLE / "defaults/main.yml").read_text())[1])
     interval = args.interval or (2.0 if quick else role_interval)
-    ladder = sorted({int(x) for x in args.nodes.split(",")}) if args.nodes else ([20] if quick else list(FULL_LADDER))
+    ladder = sorted({int(x) for x in args.nodes.split(",")}) if args.nodes else ([16] if quick else list(FULL_LADDER))
     step_s = args.step_seconds or (3.0 if quick else 2 * interval)
     max_conc = args.max_concurrency or (16 if quick else 64)
     max_s = args.max_seconds or (2.0 if quick else 10.0)
     edge_s = args.edge_seconds or (4.0 if quick else 150.0)
     edge_warm = 1.0 if quick else 2 * role_interval
     series = round(args.samples_per_node * interval)
-    configured = max([*ladder, max_conc])
+    configured = 0 if args.edge_only else max([*ladder, max_conc])
 
     t_start = time.monotonic()
     edge.ensure_packages()
@@ -1137,6 +1163,7 @@ def main(argv: list[str] | None = None) -> int:
     bcrypt_cost = int(re.search(r"(?m)^_cloud_bcrypt_cost:\s*(\d+)", (CLOUD_ROLE / "vars/main.yml").read_text())[1])
     meta: dict[str, Any] = {
         "date": started.isoformat(timespec="seconds"), "quick": quick, "cpus": os.cpu_count(),
+        "mode": "edge-only run" if args.edge_only else "QUICK (smoke) run" if quick else "full run",
         "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg()), "kernel": platform.release(),
         "debian": Path("/etc/debian_version").read_text().strip() if Path("/etc/debian_version").exists() else "?",
         "git": edge.git_describe(),
@@ -1156,6 +1183,10 @@ def main(argv: list[str] | None = None) -> int:
         cloud = Cloud(work, procs, "", https_port, edge.free_port(), edge.free_port(), work / "tls/ca.crt",
                       work / "Caddyfile")
         make_tls(work / "tls")
+        cloud.vm_proto = args.caddy_vm_proto
+        if cloud.vm_proto:
+            result["notes"].append("EXPERIMENT --caddy-vm-proto: the Caddyfile's write rewrite also passes "
+                                   "get_vm_proto_version (not what roles/cloud deploys)")
         etc = work / "etc"
         etc.mkdir()
         cloud_vars = [CLOUD_ROLE / "defaults/main.yml", CLOUD_ROLE / "vars/main.yml"]
@@ -1168,7 +1199,7 @@ def main(argv: list[str] | None = None) -> int:
         all_nodes = ["bench-edge"] + [node_name(i) for i in range(1, configured + 1)]
         # Full run with the edge leg: a Caddyfile for the edge node first; the one for every bench node
         # (a bcrypt per node, minutes) renders in the background while the edge leg runs.
-        two_stage = vmagent is not None and not quick
+        two_stage = vmagent is not None and not quick and not args.edge_only
         t0 = time.monotonic()
         first = render(etc, templates, cloud_vars,
                        cloud_overrides(work, vm_port, https_port, ["bench-edge"] if two_stage else all_nodes), "first")
@@ -1202,6 +1233,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise BenchError(f"Caddyfile render failed: {big['error']}")
             log(f"Caddyfile for {len(all_nodes)} nodes rendered in {big['seconds']} s; restarting Caddy with it")
             start_caddy(cloud, big["r"]["Caddyfile"])
+        if args.edge_only:
+            raise EdgeOnly
         real = export_series(cloud.vm_url, '{node_id="bench-edge"}') if "edge_leg" in result else []
         tmpl, source = build_templates(real, series)
         gen = Gen(cloud, tmpl, series, interval, max(1, args.workers))
@@ -1232,6 +1265,8 @@ def main(argv: list[str] | None = None) -> int:
         # had it first, and 1000 nodes + 1 wrong password thrashed the cache).
         ing["identity"] = identity_check(gen)
         result["notes"] += cloud.notes
+    except EdgeOnly:
+        pass
     except KeyboardInterrupt as exc:
         log(f"interrupted ({exc}); cleaning up")
         rc = 130
