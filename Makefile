@@ -82,6 +82,10 @@ molecule-%: venv image telegraf ## one scenario, e.g. make molecule-common
 bench-edge: deps ## GX msgs/s through the edge pipeline vs raw Telegraf, CPU per 1k msgs/s and at ~700 msgs/s
 	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && $(BIN)/python bench/edge.py
 
+.PHONY: bench-cloud
+bench-cloud: deps ## remote-write ingest via Caddy+auth vs direct (N nodes, ratio), bytes/day per node to the cloud
+	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && $(BIN)/python bench/cloud.py
+
 # ---- demo ------------------------------------------------------------------------------
 .PHONY: demo
 demo: deps ## start the demo fleet in local containers and print where to look
