@@ -338,17 +338,10 @@ def cloud_overrides(work: Path, vm_port: int, https_port: int, nodes: list[str])
     }
 
 
-def bench_caddyfile(text: str, admin_port: int, http_port: int, https_port: int, vm_proto: bool = False) -> str:
+def bench_caddyfile(text: str, admin_port: int, http_port: int, https_port: int) -> str:
     """The rendered Caddyfile on free ports: admin, http_port, https_port and the site's port.
-
-    vm_proto (an experiment, --caddy-vm-proto): the write rewrite also passes vmagent's
-    ?get_vm_proto_version handshake, which the role's rewrite drops, so vmagent falls back from
-    VictoriaMetrics' remote-write protocol (zstd) to Prometheus' (snappy)."""
-    if vm_proto:
-        text, k = re.subn(r"(rewrite \* \{path\}\?extra_label=node_id=\{http\.auth\.user\.id\}&precision=\{query\.precision\})",
-                          r"\1&get_vm_proto_version={query.get_vm_proto_version}", text)
-        if k != 1:
-            raise BenchError("the rendered Caddyfile does not have the expected write rewrite")
+    (The role's Caddyfile passes vmagent's get_vm_proto_version handshake since the first run of
+    this benchmark, so vmagent speaks VictoriaMetrics' zstd protocol through it.)"""
     text, n = re.subn(r"(?m)^\tadmin localhost:2019$",
                       f"\tadmin 127.0.0.1:{admin_port}\n\thttp_port {http_port}\n\thttps_port {https_port}", text)
     text, m = re.subn(r"(?m)^127\.0\.0\.1 \{$", f"127.0.0.1:{https_port} {{", text)
@@ -443,7 +436,6 @@ class Cloud:
     caddyfile: Path
     notes: list[str] = field(default_factory=list)
     hash_cache: bool | None = None
-    vm_proto: bool = False
 
     @property
     def write_url(self) -> str:
@@ -478,8 +470,7 @@ def start_vm(work: Path, procs: edge.Processes, rendered: str) -> str:
 
 def start_caddy(cloud: Cloud, text: str) -> None:
     cloud.procs.stop("caddy")
-    cloud.caddyfile.write_text(bench_caddyfile(text, cloud.admin_port, cloud.http_port, cloud.https_port,
-                                               cloud.vm_proto))
+    cloud.caddyfile.write_text(bench_caddyfile(text, cloud.admin_port, cloud.http_port, cloud.https_port))
     adapted = subprocess.run([CADDY, "adapt", "--config", str(cloud.caddyfile), "--adapter", "caddyfile"],
                              capture_output=True, text=True, timeout=60, check=False)
     if adapted.returncode != 0:
@@ -548,15 +539,16 @@ def edge_leg(cloud: Cloud, telegraf: str, vmagent: str, seconds: float, warm: fl
     tmpl = EDGE_ROLE / "templates"
     rendered = render(etc, {n: tmpl / f"{n}.j2" for n in (
         "telegraf.conf", "victron_processor.conf", "vmagent.service", "victoria-metrics-override.conf",
-        "vmagent-relabel.yml", "vmagent-cloud-aggregation.yml")},
+        "vmagent-relabel.yml", "vmagent-cloud-aggregation.yml", "vmagent-cloud-relabel.yml")},
         [EDGE_ROLE / "defaults/main.yml", EDGE_ROLE / "vars/main.yml"], {
         "edge_vm_listen_address": f"127.0.0.1:{vm_port}",
         "edge_vm_data_path": str(work / "vm"),
         "edge_vmagent_listen_address": f"127.0.0.1:{vmagent_port}",
         "edge_vmagent_data_path": str(work / "vmagent"),
+        "edge_cloud_host": "127.0.0.1",
         "edge_cloud_remote_write_url": f"https://127.0.0.1:{counter.port}/api/v1/write",
         "edge_cloud_username": node,
-        "edge_cloud_ca_pem": cloud.ca.read_text(),
+        "__edge_cloud": {"remote_write": node_password(node), "mqtt": "", "ca_pem": cloud.ca.read_text()},
         "_edge_cloud_password_file": str(pw_file),
         "edge_deployment_id": "bench",
         "edge_node_id": node,
@@ -565,6 +557,7 @@ def edge_leg(cloud: Cloud, telegraf: str, vmagent: str, seconds: float, warm: fl
     }, "edge")
     (etc / "vmagent/relabel.yml").write_text(rendered["vmagent-relabel.yml"])
     (etc / "vmagent/cloud-aggregation.yml").write_text(rendered["vmagent-cloud-aggregation.yml"])
+    (etc / "vmagent/cloud-relabel.yml").write_text(rendered["vmagent-cloud-relabel.yml"])
     (etc / "telegraf.conf").write_text(rendered["telegraf.conf"])
     interval = edge.duration_s(re.search(r"interval:\s*(\S+)", rendered["vmagent-cloud-aggregation.yml"])[1])
     (etc / "mosquitto.conf").write_text("\n".join([
@@ -1117,8 +1110,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=2, help="load-generator processes (default %(default)s)")
     ap.add_argument("--skip-edge", action="store_true", help="no edge cloud leg")
     ap.add_argument("--edge-only", action="store_true", help="only the edge cloud leg (bytes/day), no ingest runs")
-    ap.add_argument("--caddy-vm-proto", action="store_true",
-                    help="experiment: let vmagent's VictoriaMetrics-protocol handshake through the Caddy rewrite")
     ap.add_argument("--json", type=Path, help="where to write the results (default bench/results/cloud-<date>.json)")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (logs, configs, data)")
     ap.add_argument("--gen-child", help=argparse.SUPPRESS)
@@ -1183,10 +1174,6 @@ def main(argv: list[str] | None = None) -> int:
         cloud = Cloud(work, procs, "", https_port, edge.free_port(), edge.free_port(), work / "tls/ca.crt",
                       work / "Caddyfile")
         make_tls(work / "tls")
-        cloud.vm_proto = args.caddy_vm_proto
-        if cloud.vm_proto:
-            result["notes"].append("EXPERIMENT --caddy-vm-proto: the Caddyfile's write rewrite also passes "
-                                   "get_vm_proto_version (not what roles/cloud deploys)")
         etc = work / "etc"
         etc.mkdir()
         cloud_vars = [CLOUD_ROLE / "defaults/main.yml", CLOUD_ROLE / "vars/main.yml"]
