@@ -69,8 +69,8 @@ def payload(**fields: Any) -> str:
 
 def ts_ms(value: Any) -> int | None:
     """A timestamp in s, ms, µs or ns as integer ms; None when absent or implausible."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e19:
+        return None  # also NaN, and anything beyond nanoseconds in 2286
     v = float(value)
     while v > 1e14:  # µs or ns
         v /= 1000

@@ -364,7 +364,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     # ---- map tiles --------------------------------------------------------------------
     def provider_ok(value: Any) -> str:
-        if value not in settings.tiles_limits:
+        if not isinstance(value, str) or value not in settings.tiles_limits:
             raise ApiError(400, f"provider must be one of {', '.join(settings.tiles_limits)}")
         return value
 
