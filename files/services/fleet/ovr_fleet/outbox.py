@@ -3,7 +3,7 @@
 The worker drains the outbox (QoS 1, marked sent only on the broker's PUBACK), so a message is
 never lost to a restart of either process; an edge may see one twice and applies it once.
 The retained registry is a row without payload: the worker builds it from the database when it
-sends, so it is always the newest state, and queued copies collapse into one.
+sends, so it is always the newest state, and queued requests collapse into one.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ def enqueue(conn: sqlite3.Connection, topic: str, payload: str | None, qos: int 
 
 
 def enqueue_registry(conn: sqlite3.Connection) -> None:
-    exists = conn.execute("SELECT 1 FROM outbox WHERE sent_at IS NULL AND topic = ? AND payload IS NULL",
-                          (protocol.REGISTRY_TOPIC,)).fetchone()
-    if not exists:
-        enqueue(conn, protocol.REGISTRY_TOPIC, None, qos=1, retain=True)
+    """Ask for the registry to be published (again). Never skipped because an older request is
+    pending: that one may already be on the wire with the state from before this change. The
+    worker sends only the newest request and drops the ones it supersedes."""
+    enqueue(conn, protocol.REGISTRY_TOPIC, None, qos=1, retain=True)
 
 
 def pending(conn: sqlite3.Connection, limit: int = 500) -> list[sqlite3.Row]:

@@ -19,6 +19,8 @@ NODE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 SUBSCRIPTIONS = [("ovr/+/status", 1), ("ovr/+/realtime", 0), ("ovr/+/events", 1), ("ovr/+/reports", 1)]
 REGISTRY_TOPIC = "ovr/registry/events"
+# Second topic levels that are not nodes (ovr/registry/events matches ovr/+/events).
+RESERVED = frozenset({"registry", "events"})
 
 
 class BadMessage(ValueError):
@@ -42,7 +44,7 @@ def split_topic(topic: str) -> tuple[str, str] | None:
     parts = topic.split("/")
     if len(parts) != 3 or parts[0] != "ovr" or parts[2] not in ("status", "realtime", "events", "reports"):
         return None
-    if not NODE_RE.match(parts[1]):
+    if not NODE_RE.match(parts[1]) or parts[1] in RESERVED:
         return None
     return parts[1], parts[2]
 

@@ -331,6 +331,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.post("/api/alignments/<int:alignment_id>")
     def resolve(alignment_id: int) -> Response:
+        if alignment_id > 2**62:
+            raise ApiError(404, f"no alignment {alignment_id}")
         data = body()
         resolution = data.get("resolution")
         if resolution not in ("merge", "keep_separate"):

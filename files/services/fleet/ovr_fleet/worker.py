@@ -152,15 +152,20 @@ class Worker:
         if not self.connected.is_set():
             return 0
         sent = 0
-        registry_built: str | None = None
-        for row in outbox.pending(self.conn):
-            with self._lock:
-                if row["id"] in self._inflight.values():
-                    continue
+        rows = outbox.pending(self.conn)
+        with self._lock:
+            inflight = set(self._inflight.values())
+        rows = [r for r in rows if r["id"] not in inflight]
+        # Registry requests: only the newest is sent (built now, so it has every change).
+        registry_rows = [r["id"] for r in rows if r["payload"] is None]
+        if len(registry_rows) > 1:
+            with tx(self.conn):
+                outbox.mark_sent(self.conn, registry_rows[:-1])
+            rows = [r for r in rows if r["id"] not in registry_rows[:-1]]
+        for row in rows:
             payload = row["payload"]
             if payload is None:  # the registry, as it is now
-                registry_built = registry_built or registry.registry_payload(self.conn, self.settings.registry_ended_days)
-                payload = registry_built
+                payload = registry.registry_payload(self.conn, self.settings.registry_ended_days)
             info = self.client.publish(row["topic"], payload, qos=row["qos"], retain=bool(row["retain"]))
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 break
