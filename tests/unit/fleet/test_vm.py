@@ -23,7 +23,10 @@ def test_label_sets_history_and_end_markers(victoria, tmp_path):
                      for i, v in enumerate([80, 79, 78, 77])]
           + [f'victron_system_dc_battery_soc_value{{node_id="vm-b",deployment_id="zeta",system_id="gx-9"}} 50 {now - 5000}'])
     client = vm.VM(victoria, 5)
-    sets = client.label_sets()
+    deadline = time.time() + 10
+    while len(sets := client.label_sets()) < 2 and time.time() < deadline:
+        requests.get(victoria + "/internal/force_flush", timeout=5)
+        time.sleep(0.1)
     assert {"node_id": "vm-a", "deployment_id": "acme", "system_id": "gx-1"} in sets
     assert {"node_id": "vm-b", "deployment_id": "zeta", "system_id": "gx-9"} in sets
 
