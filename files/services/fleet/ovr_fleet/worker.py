@@ -37,6 +37,8 @@ class Stats:
 
 def handle(conn: sqlite3.Connection, settings: Settings, topic: str, payload: bytes) -> dict[str, Any] | None:
     """One message from a node, inside the caller's transaction. Raises BadMessage to drop it."""
+    if topic == protocol.REGISTRY_TOPIC:  # our own retained registry (it matches ovr/+/events)
+        return None
     where = protocol.split_topic(topic)
     if where is None:
         raise protocol.BadMessage("not a node topic this worker handles")
