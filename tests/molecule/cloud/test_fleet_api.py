@@ -65,11 +65,12 @@ def node_pub(probe, topic: str, payload: dict, retain: bool = False) -> None:
     assert out.rc == 0, out.stderr
 
 
-def node_session(probe, wait: int) -> list[tuple[str, dict]]:
+def node_session(probe, wait: int, count: int | None = None) -> list[tuple[str, dict]]:
     """edge-a's persistent session (as its bridge has it): what is waiting for it, and what arrives
-    within `wait` seconds."""
+    within `wait` seconds (or the first `count` messages)."""
     out = probe.run(f"mosquitto_sub -h {CLOUD} -p 8883 --cafile {CA} -u edge-a -P {shlex.quote(secret('edge-a', 'mqtt'))} "
-                    f"-i edge-a -c -q 1 -v -W {wait} -t 'ovr/edge-a/cmd/#' -t 'ovr/events/#' -t 'ovr/registry/#'")
+                    f"-i edge-a -c -q 1 -v -W {wait} {f'-C {count}' if count else ''} "
+                    "-t 'ovr/edge-a/cmd/#' -t 'ovr/events/#' -t 'ovr/registry/#'")
     messages = []
     for line in out.stdout.splitlines():
         topic, _, payload = line.partition(" ")
@@ -159,7 +160,9 @@ def test_simulated_node_appears_in_the_fleet_list(probe):
 
 
 def test_event_lifecycle_end_registry_and_report(probe):
-    node_session(probe, 1)  # edge-a's persistent session exists (its bridge keeps one)
+    # edge-a's persistent session exists (its bridge keeps one): subscribed once, until the
+    # retained registry arrives (the worker publishes it at start), then away.
+    assert node_session(probe, 15, count=1), "edge-a's session did not get the retained registry"
     node_pub(probe, "ovr/edge-a/events", {"op": "start", "event": {"id": EVENT, "name": f"Edge event {RUN}", "temp": False},
                                           "system_id": "gx-1", "location": "pier"})
     ev = wait_for(lambda: (r := api(probe, "GET", f"/api/events/{EVENT}", bob()))[0] == 200 and r[1], timeout=20,
@@ -173,9 +176,10 @@ def test_event_lifecycle_end_registry_and_report(probe):
     code, ended = api(probe, "POST", f"/api/events/{EVENT}/end", alice())
     assert code == 200 and ended["state"] == "ended", ended
 
-    got = node_session(probe, 4)
+    got = node_session(probe, 6)
     ends = [p for t, p in got if t == f"ovr/events/{EVENT}/end"]
-    assert ends and ends[0]["id"] == EVENT and ends[0]["ended_at"] == ended["ended_at"] and ends[0]["schema"] == 1
+    assert ends, got
+    assert ends[0]["id"] == EVENT and ends[0]["ended_at"] == ended["ended_at"] and ends[0]["schema"] == 1
     acks = [p for t, p in got if t == "ovr/edge-a/cmd/ack"]
     assert any(a["report_id"] == f"rep-{RUN}" for a in acks), got
     registry = [p for t, p in got if t == "ovr/registry/events" and isinstance(p, dict) and "events" in p]
