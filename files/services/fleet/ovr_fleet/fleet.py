@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 from . import protocol, registry
@@ -144,59 +145,75 @@ def known_nodes(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT node_id FROM nodes UNION SELECT node_id FROM vm_nodes")}
 
 
-def list_nodes(conn: sqlite3.Connection, settings: Settings, deployment_id: str | None = None,
-               event_id: str | None = None, node_id: str | None = None) -> list[dict[str, Any]]:
+def _nodes(conn: sqlite3.Connection, settings: Settings, deployment_id: str | None, event_id: str | None,
+           node_id: str | None) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each node as (its fields but systems, its systems as JSON text). The systems stay the text
+    the worker stored, so the fleet list does not parse and re-serialise the bulk of its data."""
     now = now_ms()
     stale_ms, gps_stale_ms = settings.stale_seconds * 1000, settings.gps_stale_seconds * 1000
-    vm = {r["node_id"]: r for r in conn.execute("SELECT * FROM vm_nodes")}
-    manual = {r["node_id"]: r for r in conn.execute("SELECT * FROM manual_locations")}
-    names = {r["id"]: r["name"] for r in conn.execute("SELECT id, name FROM events WHERE state = 'active'")}
-    rows = {r["node_id"]: r for r in conn.execute("SELECT * FROM nodes")}
-    out = []
-    for nid in sorted(set(rows) | set(vm)):
-        if node_id and nid != node_id:
-            continue
+    vm = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT node_id, deployment_id, systems FROM vm_nodes")}
+    manual = {r[0]: tuple(r[1:]) for r in conn.execute("SELECT node_id, latitude, longitude, label, updated_at FROM manual_locations")}
+    names = dict(conn.execute("SELECT id, name FROM events WHERE state = 'active'").fetchall())
+    sql = ("SELECT node_id, deployment_id, state, version, status_at, realtime_at, systems, active_events, gps_lat, gps_lon, "
+           "gps_at, soc, power_in, power_out, alarms, ui_url FROM nodes" + (" WHERE node_id = ?" if node_id else ""))
+    rows = {r[0]: r for r in conn.execute(sql, (node_id,) if node_id else ())}
+    ids = set(rows) | (set(vm) if not node_id else ({node_id} & set(vm)))
+    template = settings.node_url_template
+    for nid in sorted(ids):
         r, v, m = rows.get(nid), vm.get(nid), manual.get(nid)
-        dep = (r["deployment_id"] if r else None) or (v["deployment_id"] if v else None) or settings.default_deployment
+        dep = (r[1] if r else None) or (v[0] if v else None) or settings.default_deployment
         if deployment_id and dep != deployment_id:
             continue
-        active = [e for e in json.loads(r["active_events"]) if e in names] if r else []
+        active = [e for e in json.loads(r[7]) if e in names] if r and r[7] != "[]" else []
         if event_id and event_id not in active:
             continue
-        heard = max((r["status_at"] or 0, r["realtime_at"] or 0)) if r else 0
-        if r is None or (r["state"] == "unknown" and not heard):
+        heard = max(r[4] or 0, r[5] or 0) if r else 0
+        if r is None or (r[2] == "unknown" and not heard):
             state = "unknown"
-        elif r["state"] == "offline":
+        elif r[2] == "offline":
             state = "offline"
         else:
             state = "online" if now - heard <= stale_ms else "stale"
-        systems = json.loads(r["systems"]) if r else []
-        seen = {s["system_id"] for s in systems}
-        systems += [{"system_id": s, "type": "gx", "from": "vm"} for s in (json.loads(v["systems"]) if v else []) if s not in seen]
-        gps_fresh = bool(r and r["gps_at"] and now - r["gps_at"] <= gps_stale_ms)
-        if gps_fresh or (r and r["gps_lat"] is not None and m is None):
-            lat, lon, source = r["gps_lat"], r["gps_lon"], "gps" if gps_fresh else "gps-stale"
+        systems = r[6] if r else "[]"
+        if v and v[1] != "[]":
+            listed = json.loads(systems)
+            seen = {x["system_id"] for x in listed}
+            listed += [{"system_id": x, "type": "gx", "from": "vm"} for x in json.loads(v[1]) if x not in seen]
+            systems = json.dumps(listed, separators=(",", ":"))
+        gps_at = r[10] if r else None
+        gps_fresh = bool(gps_at and now - gps_at <= gps_stale_ms)
+        if gps_fresh or (r and r[8] is not None and m is None):
+            lat, lon, source = r[8], r[9], "gps" if gps_fresh else "gps-stale"  # type: ignore[index]
         elif m is not None:
-            lat, lon, source = m["latitude"], m["longitude"], "manual"
+            lat, lon, source = m[0], m[1], "manual"
         else:
             lat = lon = None
             source = "none"
-        url = (r["ui_url"] if r else None) or (settings.node_url_template.replace("{node_id}", nid).replace("{deployment_id}", dep)
-                                               if settings.node_url_template else None)
-        out.append({
+        url = (r[15] if r else None) or (template.replace("{node_id}", nid).replace("{deployment_id}", dep) if template else None)
+        yield {
             "node_id": nid, "deployment_id": dep, "state": state, "online": state == "online",
-            "version": r["version"] if r else None, "last_seen": heard or None,
+            "version": r[3] if r else None, "last_seen": heard or None,
             "latitude": lat, "longitude": lon, "location_source": source,
-            "gps_at": r["gps_at"] if r else None,
-            "gps_age_s": round((now - r["gps_at"]) / 1000) if r and r["gps_at"] else None,
-            "manual_location": {"latitude": m["latitude"], "longitude": m["longitude"], "label": m["label"],
-                                "updated_at": m["updated_at"]} if m else None,
-            "soc": r["soc"] if r else None, "power_in": r["power_in"] if r else None,
-            "power_out": r["power_out"] if r else None, "alarms": r["alarms"] if r else 0,
+            "gps_at": gps_at, "gps_age_s": round((now - gps_at) / 1000) if gps_at else None,
+            "manual_location": {"latitude": m[0], "longitude": m[1], "label": m[2], "updated_at": m[3]} if m else None,
+            "soc": r[11] if r else None, "power_in": r[12] if r else None,
+            "power_out": r[13] if r else None, "alarms": r[14] if r else 0,
             "active_events": [{"id": e, "name": names[e]} for e in active],
-            "systems": systems, "ui_url": url,
-        })
-    return out
+            "ui_url": url,
+        }, systems
+
+
+def list_nodes(conn: sqlite3.Connection, settings: Settings, deployment_id: str | None = None,
+               event_id: str | None = None, node_id: str | None = None) -> list[dict[str, Any]]:
+    return [node | {"systems": json.loads(systems)} for node, systems in _nodes(conn, settings, deployment_id, event_id, node_id)]
+
+
+def list_nodes_json(conn: sqlite3.Connection, settings: Settings, deployment_id: str | None = None,
+                    event_id: str | None = None) -> str:
+    """The fleet list as the JSON text GET /api/nodes answers: {generated_at, nodes: [...]}."""
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    parts = [dumps(node)[:-1] + ',"systems":' + systems + "}" for node, systems in _nodes(conn, settings, deployment_id, event_id, None)]
+    return '{"generated_at":' + str(now_ms()) + ',"nodes":[' + ",".join(parts) + "]}"
 
 
 def deployments(conn: sqlite3.Connection, settings: Settings) -> list[dict[str, Any]]:

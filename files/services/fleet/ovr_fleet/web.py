@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from . import __version__, fleet, openapi, registry, reports, tiles, vm
 from .auth import Operator, Operators, OperatorsError
 from .config import Settings, settings_from
-from .store import connect, migrate, now_ms, tx
+from .store import connect, migrate, tx
 
 log = logging.getLogger("ovr_fleet.web")
 DEPLOYMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -177,7 +177,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def nodes() -> Response:
         dep = arg("deployment_id", DEPLOYMENT_RE)
         ev = arg("event_id", registry.protocol.ID_RE)
-        return jsonify({"generated_at": now_ms(), "nodes": fleet.list_nodes(db(), settings, dep, ev)})
+        return Response(fleet.list_nodes_json(db(), settings, dep, ev), mimetype="application/json")
 
     @app.get("/api/nodes/<node_id>")
     def node(node_id: str) -> Response:
