@@ -110,3 +110,17 @@ def test_url_template(conn, tmp_path):
     with tx(conn):
         fleet.ingest_status(conn, "edge-a", {"state": "online", "deployment_id": "acme"})
     assert fleet.list_nodes(conn, settings)[0]["ui_url"] == "https://edge-a.acme.example.org/"
+
+
+def test_fleet_list_json_is_the_list(conn, settings):
+    """GET /api/nodes splices the stored systems text into one encoder pass: same content as the
+    parsed list, whatever strings the nodes send."""
+    with tx(conn):
+        fleet.ingest_status(conn, "edge-a", {"state": "online", "version": '"x:0"\u0000:1 \\" ]}'})
+        fleet.ingest_realtime(conn, "edge-a", REALTIME | {"ts": now_ms()})
+        fleet.ingest_realtime(conn, "edge-b", {"systems": [{"system_id": 'we"ird\u0000:0', "soc": 1}]})
+        fleet.sync_vm_labels(conn, [{"node_id": "edge-b", "system_id": "vm-only"}, {"node_id": "edge-c", "deployment_id": "z"}])
+    parsed = json.loads(fleet.list_nodes_json(conn, settings))
+    assert parsed["nodes"] == fleet.list_nodes(conn, settings)
+    assert [s["system_id"] for s in parsed["nodes"][1]["systems"]] == ['we"ird\u0000:0', "vm-only"]
+    assert json.loads(fleet.list_nodes_json(conn, settings, deployment_id="z"))["nodes"][0]["node_id"] == "edge-c"

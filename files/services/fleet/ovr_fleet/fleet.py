@@ -5,7 +5,10 @@ read by the API from SQLite — never from VictoriaMetrics per request.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -145,6 +148,11 @@ def known_nodes(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT node_id FROM nodes UNION SELECT node_id FROM vm_nodes")}
 
 
+@functools.lru_cache(maxsize=4096)
+def _ids(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
 def _nodes(conn: sqlite3.Connection, settings: Settings, deployment_id: str | None, event_id: str | None,
            node_id: str | None) -> Iterator[tuple[dict[str, Any], str]]:
     """Each node as (its fields but systems, its systems as JSON text). The systems stay the text
@@ -164,7 +172,7 @@ def _nodes(conn: sqlite3.Connection, settings: Settings, deployment_id: str | No
         dep = (r[1] if r else None) or (v[0] if v else None) or settings.default_deployment
         if deployment_id and dep != deployment_id:
             continue
-        active = [e for e in json.loads(r[7]) if e in names] if r and r[7] != "[]" else []
+        active = [e for e in _ids(r[7]) if e in names] if r and r[7] != "[]" else []
         if event_id and event_id not in active:
             continue
         heard = max(r[4] or 0, r[5] or 0) if r else 0
@@ -210,10 +218,18 @@ def list_nodes(conn: sqlite3.Connection, settings: Settings, deployment_id: str 
 
 def list_nodes_json(conn: sqlite3.Connection, settings: Settings, deployment_id: str | None = None,
                     event_id: str | None = None) -> str:
-    """The fleet list as the JSON text GET /api/nodes answers: {generated_at, nodes: [...]}."""
-    dumps = json.JSONEncoder(separators=(",", ":")).encode
-    parts = [dumps(node)[:-1] + ',"systems":' + systems + "}" for node, systems in _nodes(conn, settings, deployment_id, event_id, None)]
-    return '{"generated_at":' + str(now_ms()) + ',"nodes":[' + ",".join(parts) + "]}"
+    """The fleet list as the JSON text GET /api/nodes answers: {generated_at, nodes: [...]}.
+    One encoder pass over all nodes, each node's systems spliced in as the stored text (through a
+    placeholder with a random token no node-supplied string can match)."""
+    token = secrets.token_hex(8)
+    systems: list[str] = []
+    nodes = []
+    for node, raw in _nodes(conn, settings, deployment_id, event_id, None):
+        node["systems"] = f"{token}:{len(systems)}"
+        systems.append(raw)
+        nodes.append(node)
+    text = json.dumps({"generated_at": now_ms(), "nodes": nodes}, separators=(",", ":"))
+    return re.sub(f'"{token}:(\\d+)"', lambda m: systems[int(m[1])], text)
 
 
 def deployments(conn: sqlite3.Connection, settings: Settings) -> list[dict[str, Any]]:
