@@ -60,7 +60,9 @@ def api(probe, method: str, path: str, user: tuple[str, str] | None = None, body
 def node_pub(probe, topic: str, payload: dict, retain: bool = False) -> None:
     user, password = "edge-a", secret("edge-a", "mqtt")
     body = json.dumps({"ts": int(time.time() * 1000), "schema": 1, **payload})
-    out = probe.run(f"mosquitto_pub -h {CLOUD} -p 8883 --cafile {CA} -u {user} -P {shlex.quote(password)} -q 1 "
+    # -c: the broker uses the user name as client id, so this is edge-a's session; a clean
+    # session would wipe what its bridge (here: node_session) has waiting.
+    out = probe.run(f"mosquitto_pub -h {CLOUD} -p 8883 --cafile {CA} -u {user} -P {shlex.quote(password)} -i {user} -c -q 1 "
                     f"{'-r ' if retain else ''}-t {topic} -m {shlex.quote(body)}")
     assert out.rc == 0, out.stderr
 
