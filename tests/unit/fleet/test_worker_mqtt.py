@@ -20,7 +20,7 @@ from ovr_fleet.worker import Worker
 ADMIN = basic("ada")
 
 
-def wait(pred: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
+def wait(pred: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = pred()
