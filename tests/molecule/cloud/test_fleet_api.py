@@ -60,25 +60,9 @@ def api(probe, method: str, path: str, user: tuple[str, str] | None = None, body
 def node_pub(probe, topic: str, payload: dict, retain: bool = False) -> None:
     user, password = "edge-a", secret("edge-a", "mqtt")
     body = json.dumps({"ts": int(time.time() * 1000), "schema": 1, **payload})
-    # -c: the broker uses the user name as client id, so this is edge-a's session; a clean
-    # session would wipe what its bridge (here: node_session) has waiting.
-    out = probe.run(f"mosquitto_pub -h {CLOUD} -p 8883 --cafile {CA} -u {user} -P {shlex.quote(password)} -i {user} -c -q 1 "
+    out = probe.run(f"mosquitto_pub -h {CLOUD} -p 8883 --cafile {CA} -u {user} -P {shlex.quote(password)} -q 1 "
                     f"{'-r ' if retain else ''}-t {topic} -m {shlex.quote(body)}")
     assert out.rc == 0, out.stderr
-
-
-def node_session(probe, wait: int, count: int | None = None) -> list[tuple[str, dict]]:
-    """edge-a's persistent session (as its bridge has it): what is waiting for it, and what arrives
-    within `wait` seconds (or the first `count` messages)."""
-    out = probe.run(f"mosquitto_sub -h {CLOUD} -p 8883 --cafile {CA} -u edge-a -P {shlex.quote(secret('edge-a', 'mqtt'))} "
-                    f"-i edge-a -c -q 1 -v -W {wait} {f'-C {count}' if count else ''} "
-                    "-t 'ovr/edge-a/cmd/#' -t 'ovr/events/#' -t 'ovr/registry/#'")
-    messages = []
-    for line in out.stdout.splitlines():
-        topic, _, payload = line.partition(" ")
-        with contextlib.suppress(ValueError):  # other tests' plain-text retained messages
-            messages.append((topic, json.loads(payload)))
-    return messages
 
 
 # ---- units ---------------------------------------------------------------------------------
@@ -161,32 +145,48 @@ def test_simulated_node_appears_in_the_fleet_list(probe):
     assert node["online"] and node["location_source"] == "gps" and node["systems"][0]["system_id"] == "gx-1"
 
 
-def test_event_lifecycle_end_registry_and_report(probe):
-    # edge-a's persistent session exists (its bridge keeps one): subscribed once, until the
-    # retained registry arrives (the worker publishes it at start), then away.
-    assert node_session(probe, 15, count=1), "edge-a's session did not get the retained registry"
+def watch(host, unit: str, cmd: str) -> None:
+    """A subscriber running in the background (systemd-run) that writes what it gets to /tmp/<unit>."""
+    host.run(f"systemctl stop {unit}; systemctl reset-failed {unit}; rm -f /tmp/{unit}")
+    host.check_output(f"systemd-run --unit {unit} sh -c {shlex.quote(cmd + f' > /tmp/{unit}')}")
+
+
+def watched(host, unit: str) -> list[tuple[str, dict]]:
+    out = []
+    for line in host.run(f"cat /tmp/{unit}").stdout.splitlines():
+        topic, _, payload = line.partition(" ")
+        with contextlib.suppress(ValueError):
+            out.append((topic, json.loads(payload)))
+    return out
+
+
+def test_event_lifecycle_end_registry_and_report(cloud, probe):
     node_pub(probe, "ovr/edge-a/events", {"op": "start", "event": {"id": EVENT, "name": f"Edge event {RUN}", "temp": False},
                                           "system_id": "gx-1", "location": "pier"})
     ev = wait_for(lambda: (r := api(probe, "GET", f"/api/events/{EVENT}", bob()))[0] == 200 and r[1], timeout=20,
                   what="the edge's event in the registry")
     assert ev["id"] == EVENT and ev["state"] == "active" and ev["nodes"][0]["node_id"] == "edge-a"
 
+    # Live listeners: another node (edge-b, over TLS with its own credentials) for the broadcast
+    # end, and the broker's loopback listener (fleet user) for edge-a's ack.
+    watch(probe, f"fleet-end-{RUN}", f"mosquitto_sub -h {CLOUD} -p 8883 --cafile {CA} -u edge-b "
+                                     f"-P {shlex.quote(secret('edge-b', 'mqtt'))} -q 1 -v -W 60 -C 1 -t 'ovr/events/{EVENT}/end'")
+    watch(cloud, f"fleet-ack-{RUN}", "mosquitto_sub -h 127.0.0.1 -p 1883 -u ovr-fleet "
+                                     "-P \"$(cat /etc/ovr/secrets/mqtt-fleet.password)\" -q 1 -v -W 60 -C 1 -t ovr/edge-a/cmd/ack")
+    time.sleep(3)  # both subscribed
+
     node_pub(probe, "ovr/edge-a/reports", {"report_id": f"rep-{RUN}", "hash": f"sha256:{RUN}", "event": {"id": EVENT},
                                            "system_id": "gx-1", "report": {"summary": {"energy_wh": 4321, "peak_w": 2100}},
                                            "html": "<h1>edge-a</h1>"})
-    # edge-a is offline (no client) when the event ends: it gets the end and the ack when it is back.
+    acks = wait_for(lambda: [p for t, p in watched(cloud, f"fleet-ack-{RUN}") if t == "ovr/edge-a/cmd/ack"], timeout=20,
+                    what="the report's ack on ovr/edge-a/cmd/ack")
+    assert acks[0]["report_id"] == f"rep-{RUN}" and acks[0]["schema"] == 1 and isinstance(acks[0]["ts"], int)
+
     code, ended = api(probe, "POST", f"/api/events/{EVENT}/end", alice())
     assert code == 200 and ended["state"] == "ended", ended
-
-    got = node_session(probe, 6)
-    ends = [p for t, p in got if t == f"ovr/events/{EVENT}/end"]
-    assert ends, got
+    ends = wait_for(lambda: [p for t, p in watched(probe, f"fleet-end-{RUN}") if t == f"ovr/events/{EVENT}/end"], timeout=20,
+                    what="the end broadcast at another node")
     assert ends[0]["id"] == EVENT and ends[0]["ended_at"] == ended["ended_at"] and ends[0]["schema"] == 1
-    acks = [p for t, p in got if t == "ovr/edge-a/cmd/ack"]
-    assert any(a["report_id"] == f"rep-{RUN}" for a in acks), got
-    registry = [p for t, p in got if t == "ovr/registry/events" and isinstance(p, dict) and "events" in p]
-    assert registry and any(e["id"] == EVENT and e["state"] == "ended" and e["ended_at"] == ended["ended_at"]
-                            for e in registry[-1]["events"])
 
     code, agg = api(probe, "GET", f"/api/events/{EVENT}/aggregate", bob())
     assert code == 200 and agg["nodes"] == ["edge-a"] and agg["totals"] == {"energy_wh": 4321.0, "peak_w": 2100.0}
