@@ -94,3 +94,7 @@ demo: deps ## start the demo fleet in local containers and print where to look
 .PHONY: demo-down
 demo-down: ## remove the demo containers
 	@scripts/demo.sh down
+
+.PHONY: bench-fleet
+bench-fleet: venv ## fleet service: MQTT fleet-state ingestion (msgs/s) and GET /api/nodes latency with 1,000 nodes
+	@$(BIN)/python bench/fleet.py

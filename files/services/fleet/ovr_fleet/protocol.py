@@ -1,0 +1,106 @@
+"""The edge ↔ cloud MQTT protocol (docs: ARCHITECTURE.md table; README.md "Protocol").
+
+Parsing is liberal (an edge of another version must not crash the worker), building is exact:
+every payload the cloud publishes is JSON with `ts` (ms) and `schema` (int).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from typing import Any
+
+from . import SCHEMA
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+NODE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+SUBSCRIPTIONS = [("ovr/+/status", 1), ("ovr/+/realtime", 0), ("ovr/+/events", 1), ("ovr/+/reports", 1)]
+REGISTRY_TOPIC = "ovr/registry/events"
+# Second topic levels that are not nodes (ovr/registry/events matches ovr/+/events).
+RESERVED = frozenset({"registry", "events"})
+
+
+class BadMessage(ValueError):
+    """A message the worker drops (logged with the reason)."""
+
+
+def ack_topic(node_id: str) -> str:
+    return f"ovr/{node_id}/cmd/ack"
+
+
+def align_topic(node_id: str) -> str:
+    return f"ovr/{node_id}/cmd/align"
+
+
+def end_topic(event_id: str) -> str:
+    return f"ovr/events/{event_id}/end"
+
+
+def split_topic(topic: str) -> tuple[str, str] | None:
+    """ovr/<node>/<kind> -> (node, kind) for the four subscribed kinds, else None."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != "ovr" or parts[2] not in ("status", "realtime", "events", "reports"):
+        return None
+    if not NODE_RE.match(parts[1]) or parts[1] in RESERVED:
+        return None
+    return parts[1], parts[2]
+
+
+def decode(payload: bytes, limit: int) -> dict[str, Any]:
+    if len(payload) > limit:
+        raise BadMessage(f"payload of {len(payload)} bytes is over the limit of {limit}")
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadMessage(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadMessage("not a JSON object")
+    return data
+
+
+def payload(**fields: Any) -> str:
+    """A cloud → edge payload: the fields plus ts (ms) and schema."""
+    body = dict(fields)
+    body.setdefault("ts", int(time.time() * 1000))
+    body["schema"] = SCHEMA
+    return json.dumps(body, separators=(",", ":"), sort_keys=True)
+
+
+def ts_ms(value: Any) -> int | None:
+    """A timestamp in s, ms, µs or ns as integer ms; None when absent or implausible."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e19:
+        return None  # also NaN, and anything beyond nanoseconds in 2286
+    v = float(value)
+    while v > 1e14:  # µs or ns
+        v /= 1000
+    if v < 1e11:  # seconds
+        v *= 1000
+    return int(v)
+
+
+def number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def text(value: Any, limit: int = 200) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value[:limit] if value else None
+
+
+def event_ref(data: dict[str, Any]) -> dict[str, Any]:
+    """The `event` object of a lifecycle or report message: {id, name, temp}."""
+    ev = data.get("event")
+    if not isinstance(ev, dict):
+        ev = {"id": data.get("event_id"), "name": data.get("event_name"), "temp": data.get("temp")}
+    event_id = ev.get("id")
+    if not isinstance(event_id, str) or not ID_RE.match(event_id):
+        raise BadMessage("event.id missing or not an id (letters, digits, '_.:-', up to 128)")
+    name = text(ev.get("name"), 120) or event_id
+    return {"id": event_id, "name": name, "temp": bool(ev.get("temp"))}

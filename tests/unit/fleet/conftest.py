@@ -1,0 +1,108 @@
+"""ovr_fleet tests: the package from files/services/fleet, a fresh database per test, real
+mosquitto and VictoriaMetrics where the code talks to them (tests/unit/peers.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import bcrypt
+import pytest
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "files/services/fleet"))
+
+from ovr_fleet.config import Settings, load_settings
+from ovr_fleet.store import open_db
+from peers import free_port
+
+OPERATORS = {"ada": ("admin", "ada-password-123"), "vic": ("viewer", "vic-password-123")}
+
+
+def basic(name: str, password: str | None = None) -> dict[str, str]:
+    password = password if password is not None else OPERATORS[name][1]
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
+
+
+def write_operators(path: Path) -> None:
+    ops = [{"name": n, "role": r, "hash": bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()} for n, (r, p) in OPERATORS.items()]
+    path.write_text(json.dumps({"operators": ops}))
+
+
+def make_settings(tmp: Path, **env: str) -> Settings:
+    ops = tmp / "operators.json"
+    if not ops.exists():
+        write_operators(ops)
+    pw = tmp / "mqtt.password"
+    pw.write_text("unused-anonymous-broker\n")
+    base = {"OVR_FLEET_DB": str(tmp / "fleet.db"), "OVR_FLEET_OPERATORS_FILE": str(ops),
+            "OVR_MQTT_PASSWORD_FILE": str(pw), "OVR_VM_URL": "http://127.0.0.1:9"}
+    base.update(env)
+    return load_settings(base)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def conn(settings: Settings):
+    c = open_db(settings.db_path)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def broker(mosquitto_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real mosquitto on a free port, anonymous (the worker's password is ignored)."""
+    port = free_port()
+    d = tmp_path_factory.mktemp("mosquitto")
+    (d / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n")
+    proc = subprocess.Popen([mosquitto_bin, "-c", str(d / "m.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    import socket
+
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield port
+    proc.terminate()
+    proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real VictoriaMetrics (Debian's /usr/bin/victoria-metrics) on a free port."""
+    binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+    if not os.access(binary, os.X_OK):
+        pytest.fail("victoria-metrics not found (apt-get install victoria-metrics): the VM tests need the real one")
+    port = free_port()
+    d = tmp_path_factory.mktemp("vm")
+    proc = subprocess.Popen([binary, f"-storageDataPath={d}", f"-httpListenAddr=127.0.0.1:{port}", "-search.latencyOffset=0s",
+                             "-loggerLevel=ERROR"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 20
+    while True:
+        try:
+            if requests.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if time.time() > deadline:
+            proc.kill()
+            pytest.fail("victoria-metrics did not become healthy")
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
