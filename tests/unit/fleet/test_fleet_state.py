@@ -53,6 +53,23 @@ def test_last_will_and_staleness(conn, tmp_path):
         fleet.ingest_status(conn, "edge-a", {"state": "sleeping"})
 
 
+def test_bridge_notification_takes_a_node_off_and_back_online(conn, settings):
+    """The edge's Mosquitto bridge publishes "1"/"0" on ovr/<node>/bridge ("0" is its last will at
+    the cloud): the node's own retained status still says online when the WAN drops."""
+    assert protocol.split_topic("ovr/edge-a/bridge") == ("edge-a", "bridge")
+    assert ("ovr/+/bridge", 1) in protocol.SUBSCRIPTIONS
+    with tx(conn):
+        fleet.ingest_status(conn, "edge-a", {"state": "online"})
+        fleet.ingest_bridge(conn, "edge-a", b"0")
+    n = fleet.list_nodes(conn, settings)[0]
+    assert n["state"] == "offline" and not n["online"]
+    with tx(conn):
+        fleet.ingest_bridge(conn, "edge-a", b"1")
+    assert fleet.list_nodes(conn, settings)[0]["state"] == "online"
+    with pytest.raises(protocol.BadMessage):
+        fleet.ingest_bridge(conn, "edge-a", b"maybe")
+
+
 def test_manual_location_when_gps_is_missing_or_old(conn, tmp_path):
     settings = make_settings(tmp_path, OVR_FLEET_GPS_STALE_SECONDS="60")
     with tx(conn):

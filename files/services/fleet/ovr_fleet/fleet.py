@@ -96,6 +96,17 @@ def ingest_status(conn: sqlite3.Connection, node_id: str, data: dict[str, Any]) 
         (node_id, _deployment(data), state, protocol.text(data.get("version"), 64), now_ms()))
 
 
+def ingest_bridge(conn: sqlite3.Connection, node_id: str, payload: bytes) -> None:
+    """The edge bridge's notification: b"1" connected, b"0" gone (its will at the cloud)."""
+    state = {b"1": "online", b"0": "offline"}.get(payload.strip())
+    if state is None:
+        raise protocol.BadMessage(f"bridge state {payload[:20]!r} is not 1 or 0")
+    conn.execute(
+        "INSERT INTO nodes (node_id, state, status_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (node_id) DO UPDATE SET state = excluded.state, status_at = excluded.status_at",
+        (node_id, state, now_ms()))
+
+
 def ingest_realtime(conn: sqlite3.Connection, node_id: str, data: dict[str, Any]) -> None:
     systems = normalize_systems(data.get("systems"))
     fixes = [(s["gps"]["ts"] or 0, s["gps"]) for s in systems if s["gps"]]

@@ -17,7 +17,10 @@ from . import SCHEMA
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 NODE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
-SUBSCRIPTIONS = [("ovr/+/status", 1), ("ovr/+/realtime", 0), ("ovr/+/events", 1), ("ovr/+/reports", 1)]
+# ovr/<node>/bridge: "1"/"0" from the edge's Mosquitto bridge (its notification topic; "0" is the
+# bridge's last will at the cloud), so a node that drops off the WAN shows offline at once.
+SUBSCRIPTIONS = [("ovr/+/status", 1), ("ovr/+/realtime", 0), ("ovr/+/events", 1), ("ovr/+/reports", 1),
+                 ("ovr/+/bridge", 1)]
 REGISTRY_TOPIC = "ovr/registry/events"
 # Second topic levels that are not nodes (ovr/registry/events matches ovr/+/events).
 RESERVED = frozenset({"registry", "events"})
@@ -40,9 +43,9 @@ def end_topic(event_id: str) -> str:
 
 
 def split_topic(topic: str) -> tuple[str, str] | None:
-    """ovr/<node>/<kind> -> (node, kind) for the four subscribed kinds, else None."""
+    """ovr/<node>/<kind> -> (node, kind) for the subscribed kinds, else None."""
     parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != "ovr" or parts[2] not in ("status", "realtime", "events", "reports"):
+    if len(parts) != 3 or parts[0] != "ovr" or parts[2] not in ("status", "realtime", "events", "reports", "bridge"):
         return None
     if not NODE_RE.match(parts[1]) or parts[1] in RESERVED:
         return None

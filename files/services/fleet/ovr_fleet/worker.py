@@ -45,6 +45,9 @@ def handle(conn: sqlite3.Connection, settings: Settings, topic: str, payload: by
     node_id, kind = where
     if not payload:  # a cleared retained message
         return None
+    if kind == "bridge":
+        fleet.ingest_bridge(conn, node_id, payload)
+        return None
     data = protocol.decode(payload, settings.max_report_bytes)
     if kind == "status":
         fleet.ingest_status(conn, node_id, data)
