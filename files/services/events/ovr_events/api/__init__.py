@@ -78,6 +78,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         resp.status_code = exc.code or 500
         return resp
 
+    @app.errorhandler(OverflowError)
+    def too_big(exc: OverflowError):
+        # SQLite integers are 64-bit: a larger id in a URL names nothing.
+        resp = jsonify({"error": "no such item: the id is out of range"})
+        resp.status_code = 404
+        return resp
+
     @app.errorhandler(Exception)
     def crash(exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -67,7 +67,12 @@ WRITE = {
                    "before": NULLNUM, "observed": NULLNUM, "error": {"type": "string", "nullable": True}},
 }
 SYSTEMS_BODY = {"type": "array", "items": SID, "minItems": 1, "maxItems": 50}
-TEXT = {"type": "string", "maxLength": 200}
+_PRINTABLE = "^[^\\u0000-\\u0008\\u000b-\\u001f]*$"
+TEXT = {"type": "string", "maxLength": 200, "pattern": _PRINTABLE}
+REQUIRED_TEXT = {"type": "string", "maxLength": 200,
+                 "pattern": "^[^\\u0000-\\u0008\\u000b-\\u001f]*[^\\s\\u0000-\\u001f][^\\u0000-\\u0008\\u000b-\\u001f]*$"}
+NOTE_TEXT = {**REQUIRED_TEXT, "maxLength": 4000}
+ROW_ID = {"type": "integer", "minimum": 0, "maximum": 9007199254740991}
 
 
 def document() -> dict[str, Any]:
@@ -77,7 +82,8 @@ def document() -> dict[str, Any]:
         "/api/openapi.json": {"get": _op("This document", errors=(), tag="service")},
         "/api/auth/login": {"post": _op(
             "Log in; sets a session cookie", body={"type": "object", "required": ["username", "password"],
-                                                  "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
+                                                  "properties": {"username": {"type": "string", "minLength": 1, "maxLength": 64},
+                                                                 "password": {"type": "string", "maxLength": 1024}}},
             errors=("400", "401"), tag="auth")},
         "/api/auth/logout": {"post": _op("Log out", errors=(), tag="auth")},
         "/api/auth/me": {"get": _op("Who am I", errors=("401",), tag="auth")},
@@ -90,7 +96,7 @@ def document() -> dict[str, Any]:
         "/api/dashboard": {"get": _op("Live values, GX list and active events in one call", errors=(), tag="realtime")},
         "/api/systems": {"get": _op("GX systems discovered on this node", errors=(), tag="realtime")},
         "/api/gps": {"get": _op("GPS fix of every system", errors=(), tag="realtime")},
-        "/api/gps/{system_id}": {"get": _op("GPS fix of one system", params=[_p("system_id", {"type": "string"})],
+        "/api/gps/{system_id}": {"get": _op("GPS fix of one system", params=[_p("system_id", SID)],
                                             errors=("400", "404"), tag="realtime")},
         "/api/gx/settings": {
             "get": _op("Control settings: live values, adjustable flags, allowed ranges", params=[_q("system_id", SID)],
@@ -111,8 +117,8 @@ def document() -> dict[str, Any]:
                        errors=("400",), tag="events"),
             "post": _op("Start an event for one or more systems (by event_id, by name, or neither for a temporary name)",
                         "201", EVENT_RESULT, body={"type": "object", "required": ["systems"], "properties": {
-                            "systems": SYSTEMS_BODY, "event_id": UUID, "name": {"type": "string", "maxLength": 120},
-                            "location": TEXT, "note": {"type": "string", "maxLength": 4000}}},
+                            "systems": SYSTEMS_BODY, "event_id": UUID, "name": {**TEXT, "maxLength": 120},
+                            "location": TEXT, "note": {**TEXT, "maxLength": 4000}}},
                         auth=True, errors=("400", "404", "409"), tag="events"),
         },
         "/api/events/end-all": {"post": _op("End every active event", auth=True, errors=(), tag="events")},
@@ -131,7 +137,7 @@ def document() -> dict[str, Any]:
             auth=True, errors=("400", "404", "409"), tag="events")},
         "/api/events/{event_id}/systems/{system_id}/location": {"put": _op(
             "Change a system's location", ok_schema=EVENT_RESULT, params=[_p("event_id", UUID), _p("system_id", SID)],
-            body={"type": "object", "required": ["location"], "properties": {"location": TEXT}},
+            body={"type": "object", "required": ["location"], "properties": {"location": REQUIRED_TEXT}},
             auth=True, errors=("400", "404", "409"), tag="events")},
         "/api/events/{event_id}/end": {"post": _op(
             "End the event for every system; its report is generated", ok_schema=EVENT_RESULT,
@@ -140,10 +146,10 @@ def document() -> dict[str, Any]:
             "get": _op("Notes", params=[_q("event_id", UUID), _q("system_id", SID), LIMIT], errors=("400", "404"), tag="notes"),
             "post": _op("Add a note (to the system's active event when event_id is not given)", "201",
                         body={"type": "object", "required": ["text"], "properties": {
-                            "text": {"type": "string", "minLength": 1, "maxLength": 4000}, "event_id": UUID, "system_id": SID}},
+                            "text": NOTE_TEXT, "event_id": UUID, "system_id": SID}},
                         auth=True, errors=("400", "404"), tag="notes"),
         },
-        "/api/notes/{note_id}": {"delete": _op("Delete a note", params=[_p("note_id", {"type": "integer"})], auth=True,
+        "/api/notes/{note_id}": {"delete": _op("Delete a note", params=[_p("note_id", ROW_ID)], auth=True,
                                                errors=("404",), tag="notes")},
         "/api/photos": {
             "get": _op("Photos", params=[_q("event_id", {"type": "string"}), _q("system_id", SID), LIMIT],
@@ -155,19 +161,19 @@ def document() -> dict[str, Any]:
                         content="multipart/form-data", auth=True, errors=("400", "404", "413", "415"), tag="photos"),
         },
         "/api/photos/{photo_id}": {
-            "get": _op("One photo's metadata", params=[_p("photo_id", {"type": "integer"})], errors=("404",), tag="photos"),
-            "patch": _op("Change a caption", params=[_p("photo_id", {"type": "integer"})],
+            "get": _op("One photo's metadata", params=[_p("photo_id", ROW_ID)], errors=("404",), tag="photos"),
+            "patch": _op("Change a caption", params=[_p("photo_id", ROW_ID)],
                          body={"type": "object", "required": ["caption"], "properties": {"caption": TEXT}},
                          auth=True, errors=("400", "404"), tag="photos"),
-            "delete": _op("Delete a photo", params=[_p("photo_id", {"type": "integer"})], auth=True, errors=("404",),
+            "delete": _op("Delete a photo", params=[_p("photo_id", ROW_ID)], auth=True, errors=("404",),
                           tag="photos"),
         },
-        "/api/photos/{photo_id}/file": {"get": _op("The image", params=[_p("photo_id", {"type": "integer"})],
+        "/api/photos/{photo_id}/file": {"get": _op("The image", params=[_p("photo_id", ROW_ID)],
                                                    ok_schema={"type": "string", "format": "binary"}, ok_content="image/*",
                                                    errors=("404",), tag="photos")},
         "/api/status": {"get": _op("Active events and recent actions", params=[_q("system_id", SID)], errors=("400",),
                                    tag="events")},
-        "/api/audit": {"get": _op("Audit log", params=[_q("action", {"type": "string"}), _q("system_id", SID), LIMIT],
+        "/api/audit": {"get": _op("Audit log", params=[_q("action", {"type": "string", "pattern": "^[a-z_]{1,60}$"}), _q("system_id", SID), LIMIT],
                                   errors=("400",), tag="audit")},
         "/api/reports": {
             "get": _op("Reports, newest first", params=[LIMIT], errors=("400",), tag="reports"),
