@@ -16,7 +16,6 @@ for _p in (HERE, HERE.parents[2] / "files" / "services" / "events"):
         sys.path.insert(0, str(_p))
 
 from evlib import Broker, VictoriaMetrics  # noqa: E402
-
 from ovr_events.auth import sync_users  # noqa: E402
 from ovr_events.config import Settings  # noqa: E402
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 from conftest import OPERATOR, VIEWER
 from hypothesis import HealthCheck
 from hypothesis import settings as hsettings
-
 from ovr_events.api import create_app
 from ovr_events.config import Settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 
 def basic(user: tuple[str, str]) -> dict[str, str]:
@@ -76,7 +75,7 @@ def test_api_conforms_to_openapi(api_app):
 
         @given(case=operation.as_strategy())
         @hsettings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def run(case: schemathesis.Case) -> None:
+        def run(case: schemathesis.Case, operation=operation) -> None:
             # An upload's bytes are schema-valid whatever they are; only real images are accepted
             # (415 otherwise, checked below), so that one check does not apply to it.
             excluded = [positive_data_acceptance] if operation.label == "POST /api/photos" else []

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from ovr_events.control import SETTINGS, ControlError, ControlPolicy, confirms, validate
 
 

@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from ovr_events.events import EventError, Events
 from ovr_events.store import MIGRATIONS, Store
 
@@ -36,7 +35,7 @@ def test_migrations_are_idempotent_and_concurrent(tmp_path: Path):
     def run() -> None:
         try:
             Store(path).migrate()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(4)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from ovr_events.reports import (
     Analyzer,
     SystemWindow,

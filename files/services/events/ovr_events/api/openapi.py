@@ -173,7 +173,8 @@ def document() -> dict[str, Any]:
                                                    errors=("404",), tag="photos")},
         "/api/status": {"get": _op("Active events and recent actions", params=[_q("system_id", SID)], errors=("400",),
                                    tag="events")},
-        "/api/audit": {"get": _op("Audit log", params=[_q("action", {"type": "string", "pattern": "^[a-z_]{1,60}$"}), _q("system_id", SID), LIMIT],
+        "/api/audit": {"get": _op("Audit log", params=[_q("action", {"type": "string", "pattern": "^[a-z_]{1,60}$"}),
+                                                      _q("system_id", SID), LIMIT],
                                   errors=("400",), tag="audit")},
         "/api/reports": {
             "get": _op("Reports, newest first", params=[LIMIT], errors=("400",), tag="reports"),
