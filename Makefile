@@ -82,6 +82,10 @@ molecule-%: venv image telegraf ## one scenario, e.g. make molecule-common
 bench-edge: deps ## GX msgs/s through the edge pipeline vs raw Telegraf, CPU per 1k msgs/s and at ~700 msgs/s
 	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && $(BIN)/python bench/edge.py
 
+.PHONY: bench-events
+bench-events: venv ## events service: /api/realtime p50/p99 with 10 GX, control write -> confirmed p95
+	@$(BIN)/python bench/events.py
+
 # ---- demo ------------------------------------------------------------------------------
 .PHONY: demo
 demo: deps ## start the demo fleet in local containers and print where to look
