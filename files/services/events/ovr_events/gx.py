@@ -25,6 +25,7 @@ from .realtime import SUBSCRIPTIONS, GxCache
 log = logging.getLogger("ovr_events.gx")
 
 KEEPALIVE_SECONDS = 30.0
+SILENT_SECONDS = 10.0
 SUPPRESS = b'{"keepalive-options":["suppress-republish"]}'
 
 
@@ -82,6 +83,7 @@ class GxConnection:
         self.lock = threading.Lock()
         self.on_change = on_change
         self._last_keepalive = 0.0
+        self._last_full = 0.0
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ovr-events-{node_id}-{target.name}",
                              clean_session=True)
         client.enable_logger(logging.getLogger("ovr_events.gx.paho"))
@@ -119,7 +121,7 @@ class GxConnection:
         client.subscribe([(f"N/{p}/{s}", 0) for s in SUBSCRIPTIONS] + [(f"N/{p}/heartbeat", 0)])
         # One full republish so the values that never change arrive now.
         client.publish(f"R/{p}/keepalive", b"", qos=0)
-        self._last_keepalive = time.monotonic()
+        self._last_keepalive = self._last_full = time.monotonic()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self.lock:
@@ -137,9 +139,23 @@ class GxConnection:
             self.on_change(self, rest)
 
     def keepalive(self) -> None:
-        if time.monotonic() - self._last_keepalive >= KEEPALIVE_SECONDS and self.client.is_connected():
+        """Called every snapshot period. A suppress-republish keepalive every 30 s keeps the GX
+        alive; a plain one (full republish) when the cache lacks what never changes (no vebus
+        yet: we connected before the GX did, or the GX restarted and forgot us) or the GX has been
+        silent for 10 s, at most every 10 s."""
+        if not self.client.is_connected():
+            return
+        now = time.monotonic()
+        with self.lock:
+            empty = self.cache.vebus_instance() is None
+            last = self.cache.last_message
+        silent = last is None or time.time() - last > SILENT_SECONDS
+        if (empty or silent) and now - self._last_full >= SILENT_SECONDS:
+            self.client.publish(f"R/{self.target.portal_id}/keepalive", b"", qos=0)
+            self._last_keepalive = self._last_full = now
+        elif now - self._last_keepalive >= KEEPALIVE_SECONDS:
             self.client.publish(f"R/{self.target.portal_id}/keepalive", SUPPRESS, qos=0)
-            self._last_keepalive = time.monotonic()
+            self._last_keepalive = now
 
     def prepare(self, path: str) -> tuple[str, Any]:
         """The N/ key of a vebus path on this GX (instance discovered from its topics) and its value now."""
