@@ -34,6 +34,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, vm: VictoriaMetrics) -> Iter
     tmp = tmp_path_factory.mktemp("e2e")
     broker = Broker(tmp)
     sim = GxSim(tmp, broker.port)
+    # The GX is up before the worker connects, as on a boat (the other order is covered by the
+    # worker's own full-republish request, which costs up to 10 s here).
+    wait_for(lambda: "connected to" in sim.log_path.read_text(), 15, 0.05, "the simulator to connect")
     users = tmp / "users.json"
     sync_users(users, [{"name": OPERATOR[0], "password": OPERATOR[1], "role": "operator"}])
     (tmp / "gx_systems.json").write_text(json.dumps({"systems": [
