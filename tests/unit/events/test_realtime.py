@@ -107,3 +107,16 @@ def test_controls_report_adjustable_flags():
     assert ctl["inverter_mode"]["adjustable"] is False
     assert ctl["ac_input_current_limit"] == {"value": 16.0, "updated_ms": 1000000, "adjustable": True}
     assert ctl["battery_charge_current"]["adjustable"] is True
+
+
+def test_garbage_on_a_numeric_path_does_not_replace_the_value():
+    """The simulator's chaos mode (and broken devices) publish text or lists on numeric topics;
+    the molecule run saw one on CurrentLimitIsAdjustable turn the setting 'not adjustable'."""
+    c, _ = make()
+    c.handle("vebus/276/Mode", v(3))
+    c.handle("vebus/276/Ac/ActiveIn/CurrentLimitIsAdjustable", v(1))
+    c.handle("vebus/276/Ac/ActiveIn/CurrentLimitIsAdjustable", v("23.41"))
+    c.handle("vebus/276/Ac/ActiveIn/CurrentLimitIsAdjustable", v([1, 2, 3]))
+    assert c.summary(60)["controls"]["ac_input_current_limit"]["adjustable"] is True
+    c.handle("vebus/276/Ac/ActiveIn/CurrentLimitIsAdjustable", v(None))  # invalid on Venus: unknown, not "no"
+    assert c.summary(60)["controls"]["ac_input_current_limit"]["adjustable"] is None

@@ -131,3 +131,28 @@ def test_report_without_data_says_so_and_renders(loaded_vm):
     html = render_html(rep)
     assert "&lt;Fest&gt;" in html and "hello" in html
     assert len(report_hash(rep)) == 64
+
+
+def test_analyzer_window_not_aligned_to_the_step(loaded_vm):
+    """VictoriaMetrics aligns query_range to the step; an event that starts and ends between
+    buckets must still count its first and last seconds (the molecule run found the last
+    bucket missing)."""
+    vm, t0 = loaded_vm
+    an = Analyzer(VMClient(vm.url, vm.url))
+    r = an.analyze(SystemWindow("tot-1", t0 + 63.4, t0 + 138.9, []))  # 75.5 s at 1200 W
+    assert r["energy_methods"]["total_power_wh"] == pytest.approx(1200 * 75.5 / 3600, rel=0.01)
+    assert r["coverage"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_analyzer_holds_values_a_gx_did_not_republish(vm):
+    """A GX publishes only changes: a phase whose load stays constant has samples minutes apart.
+    Its buckets without samples hold the last value (the molecule run found them dropped)."""
+    t0 = (int(time.time()) // 60) * 60 - 7200
+    base = {"system_id": "sparse-1", "service": "vebus", "instance": "276", "portal_id": "p"}
+    text = _prom("victron_vebus_ac_out_p_value", {**base, "phase": "L1"}, [(1000 * (t0 + s), 500.0 + s % 2) for s in range(300)])
+    text += _prom("victron_vebus_ac_out_p_value", {**base, "phase": "L2"}, [(1000 * (t0 + 0), 250.0), (1000 * (t0 + 200), 250.0)])
+    vm.import_prometheus(text)
+    r = Analyzer(VMClient(vm.url, vm.url)).analyze(SystemWindow("sparse-1", t0 + 5, t0 + 295, []))
+    assert r["energy_methods"]["per_phase_wh"]["L2"] == pytest.approx(250 * 290 / 3600, rel=0.01)
+    assert r["energy_methods"]["total_power_wh"] == pytest.approx(750.5 * 290 / 3600, rel=0.01)
+    assert r["coverage"] == pytest.approx(1.0, abs=0.01)

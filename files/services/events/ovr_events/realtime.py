@@ -94,6 +94,11 @@ class GxCache:
         if value is _MISSING:
             self.values.pop(rest, None)
             return
+        old = self.values.get(rest)
+        if old is not None and isinstance(old[0], (int, float)) and not isinstance(value, (int, float)) and value is not None:
+            # A numeric path does not turn into text or a list on Venus: a broken payload.
+            self.malformed += 1
+            return
         self.values[rest] = (value, now)
         for listener in self.listeners:
             listener(rest, value)
@@ -187,7 +192,8 @@ class GxCache:
             adjustable: bool | None = True
             if adjustable_path is not None:
                 flag = self.vebus(adjustable_path)
-                adjustable = None if flag is None else bool(_num(flag))
+                num = _num(flag)
+                adjustable = None if num is None else bool(num)  # unknown (missing, garbage) is not "no"
             out[name] = {
                 "value": None if item is None else _num(item[0]),
                 "updated_ms": None if item is None else int(item[1] * 1000),

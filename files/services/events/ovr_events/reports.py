@@ -6,8 +6,9 @@ label), so every query here selects one of them on purpose: per-phase series
 The original took `results[0]` of a name and got an arbitrary one of the four.
 
 Energy is integrated from `avg_over_time(...[step])` buckets: each point at t is the mean over
-(t - step, t], so energy = sum(mean * overlap of the bucket with the window). Buckets without
-samples are gaps (counted in `coverage`), never interpolated across.
+(t - step, t], so energy = sum(mean * overlap of the bucket with the window). A bucket without
+samples takes the value in force (a GX publishes only changes), for up to HOLD; beyond that it is
+a gap (counted in `coverage`), never interpolated across.
 """
 
 from __future__ import annotations
@@ -122,6 +123,17 @@ def report_hash(doc: dict[str, Any]) -> str:
 
 
 # ---- data from VictoriaMetrics -----------------------------------------------------------
+# A GX publishes a value only when it changes (suppress-republish keepalives; a full republish
+# at least every 5 min), so a bucket without samples means "unchanged", not "unknown": it takes
+# the last value seen within HOLD. Longer silences stay gaps (reported as coverage < 1).
+HOLD = "6m"
+
+
+def held(selector: str, step: float) -> str:
+    """Mean of the samples in each bucket, else the value in force (sample-and-hold)."""
+    return f"(avg_over_time({selector}[{step:g}s]) or last_over_time({selector}[{HOLD}]))"
+
+
 @dataclass
 class SystemWindow:
     system_id: str
@@ -147,11 +159,13 @@ class Analyzer:
 
     def _per_phase(self, name: str, sel: str, start: float, end: float, step: float) -> tuple[dict[str, Series], bool]:
         """{phase: series} of the per-phase series, else {"": total}; and whether they were per-phase."""
-        phased = self._range(f'sum by (phase) (avg_over_time({name}{{{sel},phase=~"L[123]"}}[{step:g}s]))', start, end, step)
+        phase_sel = name + "{" + sel + ',phase=~"L[123]"}'
+        phased = self._range(f"sum by (phase) ({held(phase_sel, step)})", start, end, step)
         phased = {k: v for k, v in phased.items() if k and v}
         if phased:
             return phased, True
-        total = self._range(f'sum(avg_over_time({name}{{{sel},phase=""}}[{step:g}s]))', start, end, step)
+        total_sel = name + "{" + sel + ',phase=""}'
+        total = self._range(f"sum({held(total_sel, step)})", start, end, step)
         return ({"": total[""]} if total.get("") else {}), False
 
     def _last(self, expr: str, at: float) -> float | None:
