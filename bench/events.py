@@ -62,7 +62,7 @@ def wait_http(url: str, timeout: float = 20) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer requests and writes")
-    ap.add_argument("--json", type=Path, default=ROOT / ".bench-events.json", help="where to write the figures")
+    ap.add_argument("--json", type=Path, default=None, help="where to write the figures (default bench/results/events-<date>.json)")
     args = ap.parse_args()
     n_get, n_write = (300, 5) if args.quick else (3000, 40)
     procs: list[subprocess.Popen] = []
@@ -149,7 +149,10 @@ def main() -> int:
                         "max_ms": round(max(confirm), 1) if confirm else None},
         }
         print(json.dumps(figures, indent=2))
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        out = args.json or ROOT / "bench" / "results" / f"events-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"figures written to {out}")
         return 0
     finally:
         for p in reversed(procs):
