@@ -86,6 +86,10 @@ bench-edge: deps ## GX msgs/s through the edge pipeline vs raw Telegraf, CPU per
 bench-cloud: deps ## remote-write ingest via Caddy+auth vs direct (N nodes, ratio), bytes/day per node to the cloud
 	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && $(BIN)/python bench/cloud.py
 
+.PHONY: bench-events
+bench-events: venv ## events service: /api/realtime p50/p99 with 10 GX, control write -> confirmed p95
+	@$(BIN)/python bench/events.py
+
 # ---- demo ------------------------------------------------------------------------------
 .PHONY: demo
 demo: deps ## start the demo fleet in local containers and print where to look

@@ -1,0 +1,100 @@
+"""The Flask app (gunicorn: `ovr_events.api:create_app()`). Thin: validation and JSON in, logic in the modules."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .. import __version__
+from ..config import Settings, load_settings
+from . import auth, control, events, media, realtime, reports
+from .common import ApiError, Ctx, ok
+from .openapi import document
+
+log = logging.getLogger("ovr_events.api")
+
+
+def session_key(data_dir: Path) -> bytes:
+    """A per-node secret for the session cookies, made once and shared by every gunicorn worker."""
+    path = data_dir / "session.key"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as fh:
+        key = secrets.token_bytes(32)
+        fh.write(key)
+    return key
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    app = Flask("ovr_events")
+    app.config.update(
+        SECRET_KEY=session_key(settings.data_dir),
+        SESSION_COOKIE_NAME="ovr_events_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        MAX_CONTENT_LENGTH=settings.photo_max_bytes + 256 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["ovr"] = Ctx(settings)
+    for bp in (auth.bp, realtime.bp, control.bp, events.bp, media.bp, reports.bp):
+        app.register_blueprint(bp)
+
+    @app.get("/health")
+    @app.get("/api/health")
+    def health():
+        return ok({"status": "ok", "version": __version__, "node_id": settings.node_id})
+
+    @app.get("/api/openapi.json")
+    def openapi():
+        return ok(document())
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        resp = jsonify({"error": exc.message, **exc.extra})
+        resp.status_code = exc.status
+        if exc.status == 401:
+            resp.headers["WWW-Authenticate"] = 'Session realm="ovr-events"'
+        return resp
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        messages = {
+            404: f"no such endpoint {request.path}; see /api/openapi.json",
+            405: f"{request.method} is not allowed on {request.path}",
+            413: "request body too large",
+        }
+        resp = jsonify({"error": messages.get(exc.code or 500, exc.description or exc.name)})
+        resp.status_code = exc.code or 500
+        return resp
+
+    @app.errorhandler(OverflowError)
+    def too_big(exc: OverflowError):
+        # SQLite integers are 64-bit: a larger id in a URL names nothing.
+        resp = jsonify({"error": "no such item: the id is out of range"})
+        resp.status_code = 404
+        return resp
+
+    @app.errorhandler(Exception)
+    def crash(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        resp = jsonify({"error": "internal error; the service log has the details"})
+        resp.status_code = 500
+        return resp
+
+    @app.after_request
+    def headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return resp
+
+    return app

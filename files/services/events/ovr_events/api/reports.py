@@ -1,0 +1,78 @@
+"""Reports: listing, JSON, HTML, and asking for a new one."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response
+
+from ..events import EventError, valid_uuid
+from ..store import now_ms, row_dict
+from .common import ApiError, actor, body, ctx, int_arg, ok, require
+
+bp = Blueprint("reports", __name__)
+
+_SELECT = ("SELECT r.id, r.state, r.requested_at, r.generated_at, r.sha256, r.error, r.acked_at, r.attempts,"
+           " e.id AS event_id, e.name AS event_name FROM reports r JOIN events e ON e.pk = r.event_pk")
+
+
+def _row(report_id: str):
+    try:
+        rid = valid_uuid(report_id)
+    except EventError:
+        raise ApiError(400, "report id must be a UUID") from None
+    row = ctx().store.one(_SELECT + " WHERE r.id = ?", rid)
+    if row is None:
+        raise ApiError(404, f"no report {rid}")
+    return row
+
+
+@bp.get("/api/reports")
+@require("read")
+def list_reports():
+    rows = ctx().store.all(_SELECT + " ORDER BY r.requested_at DESC LIMIT ?", int_arg("limit", 50))
+    return ok({"reports": [row_dict(r) for r in rows]})
+
+
+@bp.post("/api/reports")
+@require("operator")
+def regenerate():
+    doc = body()
+    try:
+        eid = valid_uuid(doc.get("event_id"))
+    except EventError as exc:
+        raise ApiError(exc.status, exc.message) from None
+    ev = ctx().events.get(eid)
+    if ev is None:
+        raise ApiError(404, f"no event {eid} on this node")
+    with ctx().store.tx() as c:
+        rid = ctx().events.queue_report(c, ev["pk"], now_ms())
+    ctx().store.audit(actor(), "report_request", event_id=eid, detail={"report_id": rid})
+    ctx().wake_worker()
+    return ok({"report": row_dict(ctx().store.one(_SELECT + " WHERE r.id = ?", rid))}, 202)
+
+
+@bp.get("/api/reports/<report_id>")
+@require("read")
+def get_report(report_id: str):
+    row = _row(report_id)
+    doc = row_dict(row)
+    if row["state"] == "done":
+        path = ctx().settings.reports_dir / f"{row['id']}.json"
+        try:
+            doc["report"] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ApiError(500, f"report file {path.name} is unreadable") from None
+    return ok(doc)
+
+
+@bp.get("/api/reports/<report_id>/html")
+@require("read")
+def get_html(report_id: str):
+    row = _row(report_id)
+    if row["state"] != "done":
+        raise ApiError(409, f"report {row['id']} is {row['state']}")
+    text = (ctx().settings.reports_dir / f"{row['id']}.html").read_text(encoding="utf-8")
+    resp = Response(text, mimetype="text/html")
+    resp.headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
+    return resp

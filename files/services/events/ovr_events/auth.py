@@ -1,0 +1,147 @@
+"""API users: a root:ovr 0640 JSON file of werkzeug password hashes, rendered by roles/edge
+through `python3 -m ovr_events users-sync FILE` (JSON list on stdin). Existing hashes are kept
+when the password still matches, so a second converge changes nothing.
+
+File: {"users": [{"name": "tech", "role": "operator", "hash": "scrypt:..."}]}
+Roles: operator (may change things) > viewer (may read when reads are not public).
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+ROLES = ("viewer", "operator")  # ascending rights
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+CACHE_SECONDS = 300.0
+
+
+class UsersError(ValueError):
+    """The users list is unusable; the message says what to fix in edge_events_users."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+
+    def may(self, need: str) -> bool:
+        return need in ROLES and self.role in ROLES and ROLES.index(self.role) >= ROLES.index(need)
+
+
+class Users:
+    """Reads the users file (again when it changes). Successful verifications are cached for a few
+    minutes by a SHA-256 of the password, because a password hash costs ~50-100 ms by design."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._sig: tuple[int, int] | None = None
+        self._users: dict[str, dict[str, Any]] = {}
+        self._ok: dict[tuple[str, str], tuple[float, User]] = {}
+        self._lock = threading.Lock()
+
+    def _load(self) -> None:
+        try:
+            st = self.path.stat()
+            sig = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            self._users, self._sig, self._ok = {}, None, {}
+            return
+        if sig == self._sig:
+            return
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            users = {u["name"]: u for u in doc.get("users", [])
+                     if isinstance(u, dict) and isinstance(u.get("name"), str) and u.get("role") in ROLES}
+        except (OSError, ValueError, AttributeError):
+            users = {}
+        self._users, self._sig, self._ok = users, sig, {}
+
+    def verify(self, name: str, password: str) -> User | None:
+        key = (name, hashlib.sha256(password.encode("utf-8", "surrogatepass")).hexdigest())
+        with self._lock:
+            self._load()
+            hit = self._ok.get(key)
+            if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
+                return hit[1]
+            entry = self._users.get(name)
+        if entry is None or not check_password_hash(str(entry.get("hash", "")), password):
+            return None
+        user = User(name, entry["role"])
+        with self._lock:
+            self._ok[key] = (time.monotonic(), user)
+        return user
+
+    def role_of(self, name: str) -> User | None:
+        """The user behind a session (still in the file, with its current role)."""
+        with self._lock:
+            self._load()
+            entry = self._users.get(name)
+        return None if entry is None else User(name, entry["role"])
+
+
+def check_users(wanted: Any) -> list[dict[str, str]]:
+    if not isinstance(wanted, list):
+        raise UsersError("expected a JSON list of {name, password, role}")
+    seen: set[str] = set()
+    out = []
+    for i, u in enumerate(wanted, 1):
+        if not isinstance(u, dict) or not isinstance(u.get("name"), str) or not NAME_RE.match(u["name"]):
+            raise UsersError(f"user {i}: name must be letters, digits, '.', '_', '@' or '-' (at most 64)")
+        if u["name"] in seen:
+            raise UsersError(f"user {u['name']}: listed twice")
+        seen.add(u["name"])
+        if not isinstance(u.get("password"), str) or len(u["password"]) < 8:
+            raise UsersError(f"user {u['name']}: password of at least 8 characters required (keep it in the vault)")
+        role = u.get("role", "operator")
+        if role not in ROLES:
+            raise UsersError(f"user {u['name']}: role must be operator or viewer")
+        out.append({"name": u["name"], "password": u["password"], "role": role})
+    return out
+
+
+def sync_users(path: Path, wanted: Any, group: str | None = None) -> bool:
+    """Make the file hold exactly `wanted` (hashed); True when it changed. Mode 0640, owner root,
+    group `group` (when run as root)."""
+    users = check_users(wanted)
+    path = Path(path)
+    try:
+        old = {u["name"]: u for u in json.loads(path.read_text(encoding="utf-8")).get("users", [])}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        old = {}
+    out = []
+    for u in users:
+        prev = old.get(u["name"])
+        if prev and prev.get("role") == u["role"] and check_password_hash(str(prev.get("hash", "")), u["password"]):
+            out.append(prev)
+        else:
+            out.append({"name": u["name"], "role": u["role"], "hash": generate_password_hash(u["password"])})
+    text = json.dumps({"users": out}, indent=1, sort_keys=True) + "\n"
+    gid = grp.getgrnam(group).gr_gid if group and os.geteuid() == 0 else None
+    try:
+        st = path.stat()
+        same = path.read_text(encoding="utf-8") == text and (st.st_mode & 0o777) == 0o640 and \
+            (gid is None or st.st_gid == gid)
+    except OSError:
+        same = False
+    if same:
+        return False
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    if gid is not None:
+        os.chown(tmp, 0, gid)
+    os.chmod(tmp, 0o640)
+    os.replace(tmp, path)
+    return True

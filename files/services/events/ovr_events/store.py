@@ -1,0 +1,241 @@
+"""SQLite store shared by the HTTP app and the worker (WAL, one connection per thread).
+
+Schema changes are migrations: MIGRATIONS[i] takes the database from user_version i to i+1,
+each in one transaction, so an edge upgraded across several releases replays them in order
+and a failed migration leaves the old schema intact.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MIGRATIONS: list[str] = [
+    # 1: the whole first schema.
+    """
+    CREATE TABLE events (
+        pk          INTEGER PRIMARY KEY,
+        id          TEXT NOT NULL UNIQUE,          -- canonical identity: a UUID
+        name        TEXT NOT NULL,                 -- display name
+        temp        INTEGER NOT NULL DEFAULT 0,    -- started offline without a name
+        state       TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'ended')),
+        origin      TEXT NOT NULL DEFAULT 'local', -- local | cloud (known from the registry)
+        created_at  INTEGER NOT NULL,              -- ms
+        ended_at    INTEGER
+    );
+    CREATE INDEX events_name ON events (lower(name));
+    CREATE TABLE participations (
+        pk          INTEGER PRIMARY KEY,
+        event_pk    INTEGER NOT NULL REFERENCES events (pk) ON DELETE CASCADE,
+        system_id   TEXT NOT NULL,
+        location    TEXT NOT NULL DEFAULT '',
+        started_at  INTEGER NOT NULL,
+        ended_at    INTEGER
+    );
+    CREATE UNIQUE INDEX participations_one_active ON participations (system_id) WHERE ended_at IS NULL;
+    CREATE INDEX participations_event ON participations (event_pk);
+    CREATE TABLE notes (
+        id          INTEGER PRIMARY KEY,
+        event_pk    INTEGER REFERENCES events (pk) ON DELETE SET NULL,
+        system_id   TEXT,
+        text        TEXT NOT NULL,
+        author      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE photos (
+        id          INTEGER PRIMARY KEY,
+        event_pk    INTEGER REFERENCES events (pk) ON DELETE SET NULL,
+        system_id   TEXT,
+        filename    TEXT NOT NULL UNIQUE,
+        original_filename TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        sha256      TEXT NOT NULL,
+        caption     TEXT NOT NULL DEFAULT '',
+        author      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE audit (
+        id          INTEGER PRIMARY KEY,
+        ts          INTEGER NOT NULL,
+        actor       TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        event_id    TEXT,
+        system_id   TEXT,
+        detail      TEXT NOT NULL DEFAULT '{}',
+        before      TEXT,
+        after       TEXT,
+        result      TEXT NOT NULL,
+        error       TEXT
+    );
+    CREATE INDEX audit_ts ON audit (ts);
+    CREATE TABLE control_writes (
+        id          TEXT PRIMARY KEY,
+        system_id   TEXT NOT NULL,
+        setting     TEXT NOT NULL,
+        value       REAL NOT NULL,
+        before      REAL,
+        state       TEXT NOT NULL CHECK (state IN ('queued', 'pending', 'confirmed', 'timeout', 'failed')),
+        actor       TEXT NOT NULL,
+        requested_at INTEGER NOT NULL,
+        sent_at     INTEGER,
+        done_at     INTEGER,
+        observed    REAL,
+        error       TEXT
+    );
+    CREATE INDEX control_writes_state ON control_writes (state);
+    CREATE TABLE reports (
+        id          TEXT PRIMARY KEY,
+        event_pk    INTEGER NOT NULL REFERENCES events (pk),
+        state       TEXT NOT NULL CHECK (state IN ('queued', 'done', 'failed')),
+        requested_at INTEGER NOT NULL,
+        generated_at INTEGER,
+        sha256      TEXT,
+        error       TEXT,
+        -- outbox toward the cloud: retried until ovr/<node>/cmd/ack names this report
+        acked_at    INTEGER,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL DEFAULT 0,
+        last_error  TEXT
+    );
+    CREATE TABLE outbox (
+        id          INTEGER PRIMARY KEY,
+        topic       TEXT NOT NULL,
+        payload     TEXT NOT NULL,
+        qos         INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE registry (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        ended_at    INTEGER,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE TABLE alignments (
+        local_id    TEXT PRIMARY KEY,
+        canonical_id TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        applied_at  INTEGER NOT NULL
+    );
+    """,
+]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Store:
+    """Thin adapter over SQLite; callers hold no connection state."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+
+    # ---- connections -----------------------------------------------------------------
+    def conn(self) -> sqlite3.Connection:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            c.row_factory = sqlite3.Row
+            c.execute("PRAGMA foreign_keys = ON")
+            c.execute("PRAGMA busy_timeout = 10000")
+            c.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = c
+        return c
+
+    def close(self) -> None:
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            c.close()
+            self._local.conn = None
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: writers queue instead of failing later)."""
+        c = self.conn()
+        if c.in_transaction:  # nested: join the outer transaction
+            yield c
+            return
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def migrate(self) -> int:
+        """Bring the schema up to date; returns the version. Safe to call from both processes."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        c = self.conn()
+        c.execute("PRAGMA journal_mode = WAL")
+        with self.tx():
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            for i in range(version, len(MIGRATIONS)):
+                for statement in _statements(MIGRATIONS[i]):
+                    c.execute(statement)
+                c.execute(f"PRAGMA user_version = {i + 1}")
+        return len(MIGRATIONS)
+
+    # ---- helpers ---------------------------------------------------------------------
+    def one(self, sql: str, *args: Any) -> sqlite3.Row | None:
+        return self.conn().execute(sql, args).fetchone()
+
+    def all(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        return self.conn().execute(sql, args).fetchall()
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        *,
+        event_id: str | None = None,
+        system_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+        before: Any = None,
+        after: Any = None,
+        result: str = "ok",
+        error: str | None = None,
+    ) -> None:
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO audit (ts, actor, action, event_id, system_id, detail, before, after, result, error)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    now_ms(), actor, action, event_id, system_id, json.dumps(detail or {}, sort_keys=True),
+                    None if before is None else json.dumps(before, sort_keys=True),
+                    None if after is None else json.dumps(after, sort_keys=True),
+                    result, error,
+                ),
+            )
+
+    def enqueue(self, topic: str, payload: dict[str, Any], qos: int = 1) -> None:
+        """A message for the worker to publish on the local broker (in order, survives restarts)."""
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO outbox (topic, payload, qos, created_at) VALUES (?,?,?,?)",
+                (topic, json.dumps(payload, sort_keys=True, separators=(",", ":")), qos, now_ms()),
+            )
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (no ';' inside our DDL strings)."""
+    out = []
+    for part in script.split(";"):
+        lines = [ln for ln in part.splitlines() if ln.strip() and not ln.strip().startswith("--")]
+        text = "\n".join(ln.split("--", 1)[0] if "--" in ln else ln for ln in lines).strip()
+        if text:
+            out.append(text)
+    return out
+
+
+def row_dict(row: sqlite3.Row | None) -> dict[str, Any] | None:
+    return None if row is None else {k: row[k] for k in row.keys()}  # noqa: SIM118

@@ -1,0 +1,141 @@
+"""Real peers for the events service tests: mosquitto, VictoriaMetrics, the GX simulator."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from peers import free_port, locate_mosquitto
+
+ROOT = Path(__file__).resolve().parents[3]
+EVENTS_DIR = ROOT / "files" / "services" / "events"
+GXSIM_DIR = ROOT / "files" / "services" / "gxsim"
+VICTORIA_METRICS = "/usr/bin/victoria-metrics"
+PORTAL = "c0ffee0000e1"
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class Proc:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log
+        self.log = open(log, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+class Broker(Proc):
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        conf = workdir / f"mosquitto-{self.port}.conf"
+        conf.write_text(f"user {getpass.getuser()}\npersistence false\nlog_dest stderr\n"
+                        f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+        super().__init__([locate_mosquitto(), "-c", str(conf)], workdir / f"mosquitto-{self.port}.log")
+        wait_port(self.port)
+
+
+class VictoriaMetrics(Proc):
+    def __init__(self, workdir: Path) -> None:
+        if not os.access(VICTORIA_METRICS, os.X_OK):
+            pytest.fail(f"{VICTORIA_METRICS} missing: apt-get install victoria-metrics (make host does)")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__([VICTORIA_METRICS, f"-storageDataPath={workdir / 'vm'}", f"-httpListenAddr=127.0.0.1:{self.port}",
+                          "-search.latencyOffset=0s", "-loggerLevel=ERROR", "-retentionPeriod=100y"],
+                         workdir / "vm.log")
+        wait_port(self.port, 20)
+
+    def import_prometheus(self, text: str) -> None:
+        req = urllib.request.Request(f"{self.url}/api/v1/import/prometheus", data=text.encode(), method="POST")
+        urllib.request.urlopen(req, timeout=10).read()
+        self.flush()
+
+    def flush(self) -> None:
+        urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10).read()
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        from urllib.parse import quote
+
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?query={quote(expr)}", timeout=10) as r:
+            return json.loads(r.read())["data"]["result"]
+
+
+class GxSim(Proc):
+    def __init__(self, workdir: Path, broker_port: int, portal: str = PORTAL, **env: str) -> None:
+        environ = {**os.environ, "PYTHONPATH": str(GXSIM_DIR), "PYTHONUNBUFFERED": "1",
+                   "GXSIM_BROKER_PORT": str(broker_port), "GXSIM_PORTAL_ID": portal,
+                   **{f"GXSIM_{k.upper()}": v for k, v in env.items()}}
+        super().__init__([sys.executable, "-m", "ovr_gxsim"], workdir / f"gxsim-{portal}.log", environ)
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Collector:
+    """Records every message on the given topics (paho VERSION2)."""
+
+    def __init__(self, port: int, topics: list[str]) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        ready = threading.Event()
+        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
+        self.client.on_subscribe = lambda *a: ready.set()
+        self.client.on_message = self._on
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert ready.wait(5), "collector could not subscribe"
+
+    def _on(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self.lock:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def on(self, topic: str) -> list[Any]:
+        with self.lock:
+            return [json.loads(p) if p else None for t, p, _ in self.messages if t == topic]
+
+    def publish(self, topic: str, doc: Any, retain: bool = False) -> None:
+        self.client.publish(topic, json.dumps(doc), qos=1, retain=retain).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
