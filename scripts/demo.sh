@@ -80,6 +80,15 @@ Cloud: https://ovr-demo-cloud (address ${cloud_ip:-?} on the demo WAN; TLS from 
   curl --cacert .demo/credentials/cloud-ca.pem --resolve ovr-demo-cloud:443:${cloud_ip:-?} \\
        -u "ops:\$(cat .demo/credentials/operator-ops)" 'https://ovr-demo-cloud/api/v1/query?query=victron_system_dc_battery_soc_value'
   Live MQTT of the fleet (operators, WebSocket through Caddy): wss://ovr-demo-cloud/mqtt
+  The fleet API (nodes, events, reports; same login):
+    curl --cacert .demo/credentials/cloud-ca.pem --resolve ovr-demo-cloud:443:${cloud_ip:-?} \\
+         -u "ops:\$(cat .demo/credentials/operator-ops)" https://ovr-demo-cloud/api/nodes
+
+Edge API (the technicians' dashboard backend; reads open on the boat LAN, changes as "tech",
+password in .demo/credentials/edge-tech):
+  podman exec ovr-demo-edge curl -s http://127.0.0.1:8088/api/realtime
+  podman exec ovr-demo-edge curl -s -u "tech:\$(cat .demo/credentials/edge-tech)" -H 'Content-Type: application/json' \\
+       -d '{"systems": ["<system_id from /api/systems>"], "name": "Demo job"}' http://127.0.0.1:8088/api/events
 
 Where to look
   GX simulator topics (as the edge sees them; a keepalive wakes the GX):
