@@ -15,12 +15,9 @@ for _p in (HERE, HERE.parents[2] / "files" / "services" / "events"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from evlib import Broker, VictoriaMetrics  # noqa: E402
+from evlib import OPERATOR, VIEWER, Broker, VictoriaMetrics  # noqa: E402  # noqa: E402,F401
 from ovr_events.auth import sync_users  # noqa: E402
 from ovr_events.config import Settings  # noqa: E402
-
-OPERATOR = ("tech", "operator-pass-1")
-VIEWER = ("guest", "viewer-pass-1")
 
 
 @pytest.fixture

@@ -139,3 +139,9 @@ class Collector:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+# Users of the API tests (conftest.py imports them from here: `from conftest import` would find
+# whichever test directory's conftest.py was imported last).
+OPERATOR = ("tech", "operator-pass-1")
+VIEWER = ("guest", "viewer-pass-1")

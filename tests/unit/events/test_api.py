@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from conftest import OPERATOR, VIEWER
+from evlib import OPERATOR, VIEWER
 from hypothesis import HealthCheck
 from hypothesis import settings as hsettings
 from ovr_events.api import create_app
@@ -48,7 +48,7 @@ def client(settings: Settings):
 # ---- schemathesis -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def api_app(tmp_path_factory: pytest.TempPathFactory):
-    from conftest import sync_users
+    from ovr_events.auth import sync_users
 
     tmp = tmp_path_factory.mktemp("api")
     users = tmp / "users.json"

@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import OPERATOR
-from evlib import PORTAL, Broker, Collector, GxSim, VictoriaMetrics, wait_for
+from evlib import OPERATOR, PORTAL, Broker, Collector, GxSim, VictoriaMetrics, wait_for
 from ovr_events.api import create_app
 from ovr_events.config import Settings
 from ovr_events.worker import Worker
@@ -29,7 +28,7 @@ NODE = "edge-t"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, vm: VictoriaMetrics) -> Iterator[dict]:
-    from conftest import sync_users
+    from ovr_events.auth import sync_users
 
     tmp = tmp_path_factory.mktemp("e2e")
     broker = Broker(tmp)

@@ -3,8 +3,6 @@ mosquitto and VictoriaMetrics where the code talks to them (tests/unit/peers.py)
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import shutil
 import subprocess
@@ -13,39 +11,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import bcrypt
 import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "files/services/fleet"))
 
-from ovr_fleet.config import Settings, load_settings
+from fleet_testlib import OPERATORS, basic, make_settings, write_operators  # noqa: F401
+from ovr_fleet.config import Settings
 from ovr_fleet.store import open_db
 from peers import free_port
-
-OPERATORS = {"ada": ("admin", "ada-password-123"), "vic": ("viewer", "vic-password-123")}
-
-
-def basic(name: str, password: str | None = None) -> dict[str, str]:
-    password = password if password is not None else OPERATORS[name][1]
-    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
-
-
-def write_operators(path: Path) -> None:
-    ops = [{"name": n, "role": r, "hash": bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()} for n, (r, p) in OPERATORS.items()]
-    path.write_text(json.dumps({"operators": ops}))
-
-
-def make_settings(tmp: Path, **env: str) -> Settings:
-    ops = tmp / "operators.json"
-    if not ops.exists():
-        write_operators(ops)
-    pw = tmp / "mqtt.password"
-    pw.write_text("unused-anonymous-broker\n")
-    base = {"OVR_FLEET_DB": str(tmp / "fleet.db"), "OVR_FLEET_OPERATORS_FILE": str(ops),
-            "OVR_MQTT_PASSWORD_FILE": str(pw), "OVR_VM_URL": "http://127.0.0.1:9"}
-    base.update(env)
-    return load_settings(base)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import time
 
 import bcrypt
 import pytest
-from conftest import OPERATORS, basic, make_settings
+from fleet_testlib import OPERATORS, basic, make_settings
 from ovr_fleet import tiles
 from ovr_fleet.auth import Operators, OperatorsError
 from ovr_fleet.config import SettingsError, load_settings, parse_env_file, settings_from

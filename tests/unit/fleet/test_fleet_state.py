@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_settings
+from fleet_testlib import make_settings
 from ovr_fleet import fleet, protocol, registry
 from ovr_fleet.store import now_ms, tx
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import requests
-from conftest import basic, make_settings
+from fleet_testlib import basic, make_settings
 from ovr_fleet import vm, web
 from ovr_fleet.store import open_db, tx
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import basic, make_settings
+from fleet_testlib import basic, make_settings
 from ovr_fleet import web
 from ovr_fleet.store import open_db
 from ovr_fleet.worker import Worker

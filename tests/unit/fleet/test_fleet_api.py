@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from conftest import basic, make_settings
+from fleet_testlib import basic, make_settings
 from hypothesis import HealthCheck, settings
 from ovr_fleet import fleet, web
 from ovr_fleet.store import open_db, tx
