@@ -105,3 +105,33 @@ def max_gap(timestamps_ms: list[int]) -> float:
 
 def now() -> float:
     return time.time()
+
+
+def span(timestamps_ms: list[int]) -> float:
+    return (timestamps_ms[-1] - timestamps_ms[0]) / 1000 if timestamps_ms else 0.0
+
+
+def cloud_shortfall(node: str, start: float, end: float) -> tuple[dict[str, dict], dict[str, list[int]], dict]:
+    """Series of `node` that the cloud holds fewer downsampled samples of than the edge fed.
+
+    The GX publishes a value only when it changes, so a series can sit still for longer than an
+    aggregation interval and then rightly has no sample at the cloud for it. Only series the edge
+    saw at least every half interval while they existed ("steady") must have one cloud sample per
+    interval of their span. Returns (shortfall by metric name, steady series at the edge keyed by
+    labels, cloud series keyed by labels without node_id/deployment_id)."""
+    edge = export(node, '{__name__=~"victron_.+"}', start, end)
+    cloud = export(CLOUD, f'{{__name__=~"victron_.+", node_id="{node}"}}', start, end)
+
+    def key(labels: str) -> str:
+        m = json.loads(labels)
+        return json.dumps({k: v for k, v in m.items() if k not in ("node_id", "deployment_id")}, sort_keys=True)
+    cloud_by_key = {key(k): v for k, v in cloud.items()}
+    steady = {key(k): v for k, v in edge.items() if len(v) > 10 and max_gap(v) <= INTERVAL / 2 and span(v) >= 60}
+    short = {}
+    for labels, ts in steady.items():
+        expected = span(ts) / INTERVAL
+        got = cloud_by_key.get(labels, [])
+        if len(got) < expected - 2 or max_gap(got) > 1.5 * INTERVAL + 1:
+            short[json.loads(labels)["__name__"]] = {"expected": round(expected), "got": len(got),
+                                                     "max_gap_s": round(max_gap(got), 1)}
+    return short, steady, cloud_by_key
