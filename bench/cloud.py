@@ -861,7 +861,7 @@ def warm_up(gen: Gen, path: str, nodes: list[str]) -> dict[str, Any] | None:
            "lat_p50_s": res["lat_p50_s"], "lat_max_s": res["lat_max_s"]}
     gen.cold_auth.append(out)
     log(f"warm-up: {len(cold)} nodes' first authenticated request in {res['elapsed_s']:.1f} s, Caddy "
-        f"{out['caddy_cpu_ms_per_node']} ms CPU per node (bcrypt cost 10)")
+        f"{out['caddy_cpu_ms_per_node']} ms CPU per node")
     return out
 
 
@@ -897,7 +897,7 @@ def diagnose(res: dict[str, Any]) -> str:
     parts = []
     if res["path"] == "caddy" and res["nodes"] > CADDY_HASH_CACHE_CAP:
         parts.append(f"{res['nodes']} nodes > Caddy's basicauth cache of {CADDY_HASH_CACHE_CAP} entries: "
-                     "evicted nodes pay bcrypt (cost 10) again on each request")
+                     "evicted nodes pay bcrypt again on each request")
     if res["errors"]:
         parts.append(f"errors: status {res['status']} exceptions {res['exceptions']}")
     parts.append(f"caddy {c['caddy']:.0f}% / vm {c['vm']:.0f}% / generator {c['generator']:.0f}% of a core "
@@ -1151,7 +1151,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{CADDY} is missing: make host (apt-get install caddy)")
     telegraf = edge.locate_telegraf() if not args.skip_edge else ""
     started = datetime.now().astimezone()
-    bcrypt_cost = int(re.search(r"(?m)^_cloud_bcrypt_cost:\s*(\d+)", (CLOUD_ROLE / "vars/main.yml").read_text())[1])
+    bcrypt_cost = int(re.search(r"(?m)^_cloud_bcrypt_cost_nodes:\s*(\d+)", (CLOUD_ROLE / "vars/main.yml").read_text())[1])
     meta: dict[str, Any] = {
         "date": started.isoformat(timespec="seconds"), "quick": quick, "cpus": os.cpu_count(),
         "mode": "edge-only run" if args.edge_only else "QUICK (smoke) run" if quick else "full run",
