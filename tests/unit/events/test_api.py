@@ -27,7 +27,8 @@ SNAPSHOT = {"schema": 1, "ts": 0, "node_id": "edge-t", "systems": [{
     "system_id": "pro-1", "portal_id": "c0ffee0000e1", "type": "gx", "soc": 80.0, "voltage": 52.0, "current": 1.0,
     "battery_power": 52.0, "pin": 0.0, "pout": 900.0, "pin_phases": {}, "pout_phases": {"L1": 900.0},
     "mode": 3, "vebus_instance": "276", "alarms": [], "gps": {"latitude": 52.1, "longitude": 4.9},
-    "controls": {"inverter_mode": {"value": 3.0, "updated_ms": 1, "adjustable": True}}, "ts": 0, "stale": False}]}
+    "controls": {"inverter_mode": {"value": 3.0, "updated_ms": 1, "adjustable": True, "state": "live", "text": None}},
+    "reading": [], "ts": 0, "stale": False}]}
 
 
 def make_app(settings: Settings, fresh: bool = True):

@@ -105,7 +105,8 @@ def test_controls_report_adjustable_flags():
     c.handle("vebus/276/Ac/ActiveIn/CurrentLimitIsAdjustable", v(1))
     ctl = c.summary(60)["controls"]
     assert ctl["inverter_mode"]["adjustable"] is False
-    assert ctl["ac_input_current_limit"] == {"value": 16.0, "updated_ms": 1000000, "adjustable": True}
+    assert ctl["ac_input_current_limit"] == {"value": 16.0, "updated_ms": 1000000, "adjustable": True, "state": "live",
+                                             "text": None}
     assert ctl["battery_charge_current"]["adjustable"] is True
 
 
@@ -120,3 +121,70 @@ def test_garbage_on_a_numeric_path_does_not_replace_the_value():
     assert c.summary(60)["controls"]["ac_input_current_limit"]["adjustable"] is True
     c.handle("vebus/276/Ac/ActiveIn/CurrentLimitIsAdjustable", v(None))  # invalid on Venus: unknown, not "no"
     assert c.summary(60)["controls"]["ac_input_current_limit"]["adjustable"] is None
+
+
+# ---- values that go unknown and are read back (issue 16) ---------------------------------------
+LIMIT = "vebus/276/Ac/ActiveIn/CurrentLimit"
+
+
+def connected_cache() -> tuple[GxCache, Clock]:
+    c, clock = make()
+    c.set_connected(True)
+    c.handle("vebus/276/Mode", v(3))
+    c.handle(LIMIT, v(16.0))
+    return c, clock
+
+
+def test_a_cleared_control_is_unknown_reading_not_a_frozen_number():
+    c, _ = connected_cache()
+    assert c.controls()["ac_input_current_limit"] | {"updated_ms": 0} == {
+        "value": 16.0, "updated_ms": 0, "adjustable": None, "state": "live", "text": None}
+    assert LIMIT not in c.unknown()
+    c.handle(LIMIT, b"")  # Venus: "device gone"; a GX sends the value again only when it changes
+    ctl = c.controls()["ac_input_current_limit"]
+    assert (ctl["value"], ctl["updated_ms"], ctl["state"], ctl["text"]) == (None, None, "reading", "unknown (reading…)")
+    assert LIMIT in c.unknown() and LIMIT in c.summary(60)["reading"]
+    c.handle(LIMIT, v(None))
+    assert c.last_known(LIMIT) == 16.0  # what a write made now changes "from"
+    c.handle(LIMIT, v(16.0))
+    assert LIMIT not in c.unknown() and c.controls()["ac_input_current_limit"]["state"] == "live"
+
+
+def test_an_invalid_value_is_unknown_too_and_offline_says_so():
+    c, _ = connected_cache()
+    c.handle(LIMIT, v(None))
+    assert LIMIT in c.unknown()
+    c.set_connected(False)
+    ctl = c.controls()["ac_input_current_limit"]
+    assert (ctl["state"], ctl["text"]) == ("unknown", "unknown (GX not connected)")
+    assert c.summary(60)["reading"] == []
+
+
+def test_api_values_are_watched_other_paths_are_not():
+    c, _ = connected_cache()
+    for key in ("system/0/Dc/Battery/Soc", "vebus/276/Ac/Out/L2/P", "gps/0/Position/Latitude",
+                "battery/512/Alarms/LowVoltage", "vebus/276/Alarms/L1/Overload", "vebus/276/ModeIsAdjustable"):
+        c.handle(key, v(1))
+        c.handle(key, b"")
+        assert key in c.unknown(), key
+    for key in ("vebus/276/ProductName", "system/0/Serial", "vebus/276/Ac/Out/L1/F"):
+        c.handle(key, v(1))
+        c.handle(key, b"")
+        assert key not in c.unknown(), key
+
+
+def test_controls_that_never_arrived_are_unknown_once_the_full_republish_had_its_time():
+    c, clock = make()
+    c.set_connected(True)
+    c.handle("vebus/276/Mode", v(3))
+    assert c.unknown() == set()  # the full republish after connecting is still under way
+    clock.t += 5
+    assert f"vebus/276/{'Dc/0/MaxChargeCurrent'}" in c.unknown()
+    assert "vebus/276/Mode" not in c.unknown()
+
+
+def test_garbage_does_not_make_a_value_unknown():
+    c, _ = connected_cache()
+    for payload in (b"not json", b'{"value":"23"}', b'{"value":[1]}', b'{"max":1}'):
+        c.handle(LIMIT, payload)
+    assert c.get(LIMIT) == 16.0 and LIMIT not in c.unknown()

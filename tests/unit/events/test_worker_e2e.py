@@ -185,3 +185,33 @@ def test_cloud_end_broadcast_registry_and_align(world):
     assert c.get(f"/api/events/{tmp['id']}").status_code == 404
     c.post(f"/api/events/{canonical}/end", headers=OP)
     assert Path(world["settings"].snapshot_path).exists()
+
+
+LIMIT_KEY = "vebus/276/Ac/ActiveIn/CurrentLimit"
+
+
+def current_limit(client) -> dict:
+    s = next(s for s in client.get("/api/realtime").get_json()["systems"] if s["system_id"] == "pro-1")
+    return s["controls"]["ac_input_current_limit"]
+
+
+@pytest.mark.parametrize("payload", [b"", b'{"value":null}'], ids=["empty", "null"])
+def test_a_control_value_that_goes_blank_is_read_back_from_the_gx(world, payload):
+    """Issue 16: a GX publishes only changes, so after one blank (Venus' "device gone") or invalid
+    payload on the current-limit path nothing would bring the value back. The worker reads it."""
+    client = world["client"]
+    known = wait_for(lambda: live(client) and current_limit(client)["state"] == "live" and current_limit(client),
+                     15, what="a live current limit")
+    reads = Collector(world["broker"].port, [f"R/{PORTAL}/{LIMIT_KEY}"])
+    try:
+        # As the GX would send it (the chaos GX of molecule/edge does, at random).
+        reads.client.publish(f"N/{PORTAL}/{LIMIT_KEY}", payload, qos=1).wait_for_publish(5)
+        back = wait_for(lambda: (c := current_limit(client))["state"] == "live" and c["updated_ms"] > known["updated_ms"]
+                        and c, 5, 0.05, "the current limit read back after a blank payload")
+        assert back["value"] == known["value"]
+        assert reads.on(f"R/{PORTAL}/{LIMIT_KEY}"), "no R/ read of the lost path"
+        # Known again: no more reads of it.
+        time.sleep(2.5)
+        assert len(reads.on(f"R/{PORTAL}/{LIMIT_KEY}")) == 1
+    finally:
+        reads.close()

@@ -4,6 +4,7 @@ gx_inventory.json + password files), feeding a GxCache each, and the W/ writes o
 Runs in the worker only. On connect it asks for one full republish (plain keepalive) so values
 that never change (Mode, *IsAdjustable, limits) are known at once, then keeps the GX alive with
 suppress-republish keepalives of its own, so the live cache does not depend on discovery's timer.
+A value the API needs that goes blank or invalid later is read back with `R/` (reread.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .realtime import SUBSCRIPTIONS, GxCache
+from .reread import RereadSchedule
 
 log = logging.getLogger("ovr_events.gx")
 
@@ -84,6 +86,8 @@ class GxConnection:
         self.on_change = on_change
         self._last_keepalive = 0.0
         self._last_full = 0.0
+        self.rereads = RereadSchedule()
+        self.reread_count = 0
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ovr-events-{node_id}-{target.name}",
                              clean_session=True)
         client.enable_logger(logging.getLogger("ovr_events.gx.paho"))
@@ -116,7 +120,7 @@ class GxConnection:
         log.info("gx %s (%s:%s): connected, portal %s", self.target.name, self.target.host, self.target.port,
                  self.target.portal_id)
         with self.lock:
-            self.cache.connected = True
+            self.cache.set_connected(True)
         p = self.target.portal_id
         client.subscribe([(f"N/{p}/{s}", 0) for s in SUBSCRIPTIONS] + [(f"N/{p}/heartbeat", 0)])
         # One full republish so the values that never change arrive now.
@@ -125,7 +129,7 @@ class GxConnection:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self.lock:
-            self.cache.connected = False
+            self.cache.set_connected(False)
         log.info("gx %s: disconnected (%s)", self.target.name, reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
@@ -137,6 +141,22 @@ class GxConnection:
             self.cache.handle(rest, msg.payload)
         if self.on_change is not None:
             self.on_change(self, rest)
+
+    def tick(self) -> None:
+        """Called every snapshot period: keep the GX publishing, read back what went unknown."""
+        self.keepalive()
+        self.reread()
+
+    def reread(self) -> None:
+        """`R/` for each API value that is unknown now, at the pace RereadSchedule allows."""
+        if not self.client.is_connected():
+            return
+        with self.lock:
+            unknown = self.cache.unknown()
+        for key in self.rereads.due(unknown, time.monotonic()):
+            self.client.publish(f"R/{self.target.portal_id}/{key}", b"", qos=0)
+            self.reread_count += 1
+            log.debug("gx %s: %s unknown, reading it back", self.target.name, key)
 
     def keepalive(self) -> None:
         """Called every snapshot period. A suppress-republish keepalive every 30 s keeps the GX
@@ -158,13 +178,14 @@ class GxConnection:
             self._last_keepalive = now
 
     def prepare(self, path: str) -> tuple[str, Any]:
-        """The N/ key of a vebus path on this GX (instance discovered from its topics) and its value now."""
+        """The N/ key of a vebus path on this GX (instance discovered from its topics) and its value
+        now, or the last one known if it was lost since (and is being read back)."""
         with self.lock:
             instance = self.cache.vebus_instance()
             if instance is None:
                 raise RuntimeError("the GX has not published a vebus device yet")
             key = f"vebus/{instance}/{path}"
-            return key, self.cache.get(key)
+            return key, self.cache.last_known(key)
 
     def send(self, key: str, value: float, integer: bool) -> None:
         """Publish W/<portal>/<key>, then read it back with R/ so the GX echoes it on N/ even when

@@ -8,12 +8,16 @@ dashboard shows. Rules that fix the original service's bugs:
 - a real 0 W stays 0 W (the original kept the previous value when a sum was 0);
 - AC input counts vebus ActiveIn, else the system's ActiveIn, else Grid + Genset (shore, generator);
 - `{"value": null}` means "invalid" on Venus: the value becomes None; an empty payload means the
-  device disappeared: its values are forgotten; anything else malformed is ignored.
+  device disappeared: its values are forgotten; anything else malformed is ignored;
+- a value the API needs that is lost that way, or a control that never arrived, is *unknown*, and
+  `unknown()` lists it so the connection reads it back from the GX (reread.py): a GX publishes
+  only changes, so nothing else would ever bring back a current limit that does not change.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -30,6 +34,19 @@ ADJUSTABLE_PATHS = {
     "inverter_mode": "ModeIsAdjustable",
     "ac_input_current_limit": "Ac/ActiveIn/CurrentLimitIsAdjustable",
 }
+
+# Paths (after N/<portal>/) whose values the API shows: what unknown() watches once they are lost.
+API_PATHS = re.compile(
+    r"system/0/Dc/Battery/(Soc|Voltage|Current|Power)"
+    r"|system/0/Ac/(ActiveIn|Grid|Genset|ConsumptionOnOutput|Consumption)/L[123]/Power"
+    r"|vebus/[^/]+/(Soc|Ac/(ActiveIn|Out)/L[123]/P|"
+    + "|".join(re.escape(p) for p in (*CONTROL_PATHS.values(), *ADJUSTABLE_PATHS.values())) + ")"
+    r"|gps/[^/]+/(Position/Latitude|Position/Longitude|Speed|Course|Fix)"
+    r"|[^/]+/[^/]+/(.+/)?Alarms/.+"
+)
+# Seconds after connecting (and its full republish) before a control that never arrived is unknown.
+EXPECT_AFTER_SECONDS = 5.0
+UNKNOWN_TEXT = {"reading": "unknown (reading…)", "unknown": "unknown (GX not connected)"}
 
 # Subscriptions per GX (after N/<portal>/): everything the summary and control need.
 SUBSCRIPTIONS = ("system/0/#", "vebus/#", "gps/#", "battery/+/Alarms/#", "battery/+/Soc")
@@ -74,7 +91,9 @@ class GxCache:
         self.values: dict[str, tuple[Any, float]] = {}  # "service/instance/path" -> (value, t)
         self.last_message: float | None = None
         self.connected = False
+        self.connected_at: float | None = None
         self.malformed = 0
+        self.lost: dict[str, Any] = {}  # API paths cleared or gone invalid -> their last value
         self.listeners: list = []  # callables(key, value) for control confirmation
 
     def handle(self, rest: str, payload: bytes) -> None:
@@ -92,21 +111,50 @@ class GxCache:
         now = self.clock()
         self.last_message = now
         if value is _MISSING:
-            self.values.pop(rest, None)
+            old = self.values.pop(rest, None)
+            if old is not None and API_PATHS.fullmatch(rest):
+                self.lost.setdefault(rest, old[0])
             return
         old = self.values.get(rest)
         if old is not None and isinstance(old[0], (int, float)) and not isinstance(value, (int, float)) and value is not None:
             # A numeric path does not turn into text or a list on Venus: a broken payload.
             self.malformed += 1
             return
+        if value is None:
+            if API_PATHS.fullmatch(rest):
+                self.lost.setdefault(rest, None if old is None else old[0])
+        else:
+            self.lost.pop(rest, None)
         self.values[rest] = (value, now)
         for listener in self.listeners:
             listener(rest, value)
+
+    def set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        self.connected_at = self.clock() if connected else None
+
+    def unknown(self) -> set[str]:
+        """API paths with no value now: lost ones, and the vebus controls that never arrived
+        (once the full republish after connecting has had time to bring them)."""
+        out = {k for k in self.lost if self.get(k) is None}
+        inst = self.vebus_instance()
+        if inst is not None and self.connected_at is not None \
+                and self.clock() - self.connected_at >= EXPECT_AFTER_SECONDS:
+            for path in (*CONTROL_PATHS.values(), *ADJUSTABLE_PATHS.values()):
+                key = f"vebus/{inst}/{path}"
+                if self.get(key) is None:
+                    out.add(key)
+        return out
 
     # ---- lookups ---------------------------------------------------------------------
     def get(self, key: str) -> Any:
         item = self.values.get(key)
         return None if item is None else item[0]
+
+    def last_known(self, key: str) -> Any:
+        """The value now, or the last one before it was lost (what a write changes "from")."""
+        value = self.get(key)
+        return self.lost.get(key) if value is None else value
 
     def vebus_instance(self) -> str | None:
         candidates = set()
@@ -184,20 +232,27 @@ class GxCache:
         return None
 
     def controls(self) -> dict[str, Any]:
+        """Each control: its value, when it came, whether the GX lets it be changed, and its
+        state: `live`, or with no value `reading` (being read back from the GX) or `unknown`
+        (the GX is not connected), with `text` saying so in words."""
         out: dict[str, Any] = {}
         inst = self.vebus_instance()
         for name, path in CONTROL_PATHS.items():
             item = self.values.get(f"vebus/{inst}/{path}") if inst is not None else None
+            value = None if item is None else _num(item[0])
             adjustable_path = ADJUSTABLE_PATHS.get(name)
             adjustable: bool | None = True
             if adjustable_path is not None:
                 flag = self.vebus(adjustable_path)
                 num = _num(flag)
                 adjustable = None if num is None else bool(num)  # unknown (missing, garbage) is not "no"
+            state = "live" if value is not None else "reading" if self.connected else "unknown"
             out[name] = {
-                "value": None if item is None else _num(item[0]),
-                "updated_ms": None if item is None else int(item[1] * 1000),
+                "value": value,
+                "updated_ms": None if value is None else int(item[1] * 1000),
                 "adjustable": adjustable,
+                "state": state,
+                "text": UNKNOWN_TEXT.get(state),
             }
         return out
 
@@ -230,6 +285,7 @@ class GxCache:
             "alarms": self.alarms(),
             "gps": self.gps(),
             "controls": self.controls(),
+            "reading": sorted(self.unknown()) if self.connected else [],
             "ts": None if self.last_message is None else int(self.last_message * 1000),
             "age_s": None if age is None else round(age, 3),
             "stale": age is None or age > stale_seconds,

@@ -247,7 +247,7 @@ class Worker:
     # ---- realtime snapshot -------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         for conn in self.gx.all():
-            conn.keepalive()
+            conn.tick()
         systems = sorted((c.summary(self.s.stale_seconds) for c in self.gx.all()), key=lambda s: s["system_id"])
         return {"schema": SCHEMA, "ts": now_ms(), "node_id": self.s.node_id, "systems": systems}
 

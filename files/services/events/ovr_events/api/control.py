@@ -7,6 +7,7 @@ import uuid
 from flask import Blueprint, request
 
 from ..control import MODE_NAMES, SETTINGS, ControlError, validate
+from ..realtime import UNKNOWN_TEXT
 from ..store import now_ms, row_dict
 from .common import ApiError, actor, body, ctx, int_arg, ok, require, system_id_arg
 
@@ -40,7 +41,8 @@ def settings():
             "system_id": s["system_id"],
             "stale": s["stale"],
             "settings": {
-                name: {**(controls.get(name) or {"value": None, "updated_ms": None, "adjustable": None}),
+                name: {**(controls.get(name) or {"value": None, "updated_ms": None, "adjustable": None, "state": "unknown",
+                                         "text": UNKNOWN_TEXT["unknown"]}),
                        "description": st.description, "unit": st.unit, "allowed": name in limits.allowed,
                        "min": limits.ranges[name][0], "max": limits.ranges[name][1],
                        **({"choices": {v: k for k, v in MODE_NAMES.items()}} if name == "inverter_mode" else {})}

@@ -42,6 +42,18 @@ def _p(name: str, schema: dict) -> dict:
 
 LIMIT = _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most this many")
 
+CONTROL_LIVE = {
+    "type": "object",
+    "required": ["value", "updated_ms", "adjustable", "state", "text"],
+    "properties": {
+        "value": NULLNUM, "updated_ms": {"type": "integer", "nullable": True},
+        "adjustable": {"type": "boolean", "nullable": True},
+        "state": {"type": "string", "enum": ["live", "reading", "unknown"],
+                  "description": "live: value known; reading: lost or not yet received, being read back from the "
+                                 "GX; unknown: the GX is not connected"},
+        "text": {"type": "string", "nullable": True, "description": "the state in words when there is no value"},
+    },
+}
 SYSTEM_LIVE = {
     "type": "object",
     "required": ["system_id", "stale", "ts"],
@@ -51,7 +63,10 @@ SYSTEM_LIVE = {
         "pin": NULLNUM, "pout": NULLNUM, "pin_phases": OBJ, "pout_phases": OBJ,
         "mode": {"type": "integer", "nullable": True}, "vebus_instance": {"type": "string", "nullable": True},
         "alarms": {"type": "array", "items": OBJ}, "gps": {"type": "object", "nullable": True},
-        "controls": OBJ, "ts": {"type": "integer", "nullable": True}, "age_s": NULLNUM, "stale": {"type": "boolean"},
+        "controls": {"type": "object", "additionalProperties": CONTROL_LIVE},
+        "reading": {"type": "array", "items": {"type": "string"},
+                    "description": "GX paths the API needs that are unknown now and being read back"},
+        "ts": {"type": "integer", "nullable": True}, "age_s": NULLNUM, "stale": {"type": "boolean"},
     },
 }
 EVENT = {
