@@ -345,6 +345,29 @@ def test_node_publishes_only_under_its_own_id(cloud, probe):
     assert f"forged-{RUN}" not in seen
 
 
+def test_node_holds_no_retained_topics_beyond_the_protocols(cloud, probe):
+    """Issue 10 item 2: a node may create only its few protocol topics (a bound on the retained
+    topics one node can make), and cannot forge a command addressed to itself."""
+    a = node("edge-a", "mqtt")
+    for topic in (f"ovr/edge-a/junk-{RUN}", "ovr/edge-a/cmd/ack", f"ovr/edge-a/x/{RUN}"):
+        out = mqtt(probe, "mosquitto_pub", a, f"-q 1 -r -t {topic} -m forged-{RUN}", version="5")
+        assert "Not authorized" in out.stderr, (topic, out.stderr)
+    seen = fleet(cloud, "mosquitto_sub", "-v --retained-only -W 3 -t 'ovr/edge-a/#'").stdout
+    assert f"forged-{RUN}" not in seen
+
+
+def test_broker_drops_a_payload_over_its_size_limit(cloud, probe):
+    a = node("edge-a", "mqtt")
+    out = mqtt(probe, "mosquitto_pub", a, f"-q 1 -r -t ovr/edge-a/realtime -m small-{RUN}")
+    assert out.rc == 0, out.stderr
+    probe.check_output("head -c 4194400 /dev/zero | tr '\\0' x > /tmp/ovr-big-payload")
+    out = mqtt(probe, "mosquitto_pub", a, "-q 1 -r -t ovr/edge-a/realtime -f /tmp/ovr-big-payload")
+    assert out.rc == 0, out.stderr  # MQTT 3.1.1: the broker acknowledges and drops it
+    seen = fleet(cloud, "mosquitto_sub", "-v --retained-only -W 3 -t ovr/edge-a/realtime").stdout
+    assert seen.strip() == f"ovr/edge-a/realtime small-{RUN}", seen[:200]
+    fleet(cloud, "mosquitto_pub", "-r -n -t ovr/edge-a/realtime")
+
+
 def test_node_reads_only_what_is_addressed_to_it(cloud, probe):
     for topic in ("ovr/edge-a/cmd/align", "ovr/edge-b/cmd/align", "ovr/registry/events", f"ovr/events/{RUN}/end",
                   "ovr/edge-b/status"):

@@ -37,6 +37,26 @@ def _alarm_count(value: Any) -> int:
     return int(n) if n and n > 0 else 0
 
 
+def _scalar(value: Any) -> str | float | bool | None:
+    if isinstance(value, bool) or value is None:
+        return value
+    return protocol.text(value, 64) if isinstance(value, str) else protocol.number(value)
+
+
+def _alarms(value: Any) -> list[Any] | dict[str, Any]:
+    """A node's alarms, kept to what the map shows: up to 32 entries, each a scalar or a flat
+    object of up to 8 scalar fields (nothing nested, no NaN, bounded text)."""
+    def entry(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k)[:32]: _scalar(x) for k, x in list(v.items())[:8] if not isinstance(x, list | dict)}
+        return None if isinstance(v, list) else _scalar(v)
+    if isinstance(value, dict):
+        return {str(k)[:64]: entry(v) for k, v in list(value.items())[:32]}
+    if isinstance(value, list):
+        return [entry(v) for v in value[:32]]
+    return []
+
+
 def normalize_systems(raw: Any) -> list[dict[str, Any]]:
     """systems as a list of objects (or a map by system_id) -> a list of known fields only."""
     items: list[tuple[str, Any]] = []
@@ -57,8 +77,8 @@ def normalize_systems(raw: Any) -> list[dict[str, Any]]:
             "voltage": protocol.number(s.get("voltage")),
             "power_in": protocol.number(s.get("power_in", s.get("pin"))),
             "power_out": protocol.number(s.get("power_out", s.get("pout"))),
-            "mode": s.get("mode") if isinstance(s.get("mode"), str | int | float) and not isinstance(s.get("mode"), bool) else None,
-            "alarms": alarms if isinstance(alarms, list | dict) else [],
+            "mode": None if isinstance(s.get("mode"), bool) else _scalar(s.get("mode")),
+            "alarms": _alarms(alarms),
             "alarms_count": _alarm_count(alarms),
             "gps": {"lat": gps[0], "lon": gps[1], "ts": gps[2]} if gps else None,
             "stale": bool(s.get("stale")),

@@ -25,6 +25,9 @@ from .store import migrate, now_ms, open_db, tx
 
 log = logging.getLogger("ovr_fleet.worker")
 
+# What a node's message can be refused with (logged as a warning; anything else is a bug).
+DROPPED = (protocol.BadMessage, registry.Invalid, registry.Conflict, registry.NotFound)
+
 
 @dataclass
 class Stats:
@@ -136,16 +139,14 @@ class Worker:
                     if result:
                         self.stats.last = result
                         log.info("%s: %s", topic, result)
-                except protocol.BadMessage as exc:
+                except Exception as exc:  # one message never costs the batch, nor stops the worker
                     self.conn.execute("ROLLBACK TO msg")
                     self.conn.execute("RELEASE msg")
                     self.stats.dropped += 1
-                    log.warning("dropped %s: %s", topic, exc)
-                except (registry.Invalid, registry.Conflict, registry.NotFound) as exc:
-                    self.conn.execute("ROLLBACK TO msg")
-                    self.conn.execute("RELEASE msg")
-                    self.stats.dropped += 1
-                    log.warning("dropped %s: %s", topic, exc)
+                    if isinstance(exc, DROPPED):
+                        log.warning("dropped %s: %s", topic[:200], exc)
+                    else:  # a bug met by this message: its traceback is for us
+                        log.exception("dropped %s: unexpected error", topic[:200])
         return len(batch)
 
     def drain_outbox(self) -> int:

@@ -67,6 +67,7 @@ SYSTEM_LIVE = {
         "reading": {"type": "array", "items": {"type": "string"},
                     "description": "GX paths the API needs that are unknown now and being read back"},
         "ts": {"type": "integer", "nullable": True}, "age_s": NULLNUM, "stale": {"type": "boolean"},
+        "dropped_messages": {"type": "integer", "description": "malformed GX payloads dropped since the worker started"},
     },
 }
 EVENT = {
