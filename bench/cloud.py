@@ -342,7 +342,7 @@ def bench_caddyfile(text: str, admin_port: int, http_port: int, https_port: int)
     """The rendered Caddyfile on free ports: admin, http_port, https_port and the site's port.
     (The role's Caddyfile passes vmagent's get_vm_proto_version handshake since the first run of
     this benchmark, so vmagent speaks VictoriaMetrics' zstd protocol through it.)"""
-    text, n = re.subn(r"(?m)^\tadmin localhost:2019$",
+    text, n = re.subn(r"(?m)^\tadmin unix//run/caddy/admin\.sock$",
                       f"\tadmin 127.0.0.1:{admin_port}\n\thttp_port {http_port}\n\thttps_port {https_port}", text)
     text, m = re.subn(r"(?m)^127\.0\.0\.1 \{$", f"127.0.0.1:{https_port} {{", text)
     if n != 1 or m != 1:

@@ -127,17 +127,34 @@ def test_daemons_are_sandboxed(cloud, unit, user, caps, rw):
 
 
 def test_listeners(cloud):
-    """VictoriaMetrics, the fleet's MQTT listener, the WebSocket listener and Caddy's admin API are
-    loopback only; the edges' MQTT and HTTPS are public."""
+    """VictoriaMetrics, the fleet's MQTT listener and the WebSocket listener are loopback only,
+    Caddy's admin API listens on no TCP port at all; the edges' MQTT and HTTPS are public."""
     listening: dict[int, set[str]] = {}
     for line in cloud.check_output("ss -Hltn").splitlines():
         addr, _, port = line.split()[3].rpartition(":")
         listening.setdefault(int(port), set()).add(addr)
-    for port in (8428, 1883, 9001, 2019):
+    for port in (8428, 1883, 9001):
         assert listening.get(port) == {"127.0.0.1"}, (port, listening.get(port))
+    assert 2019 not in listening, listening[2019]
     assert listening[8883] == {"0.0.0.0", "[::]"}
     for port in (80, 443):
         assert listening[port] == {"*"}
+
+
+def test_caddy_admin_api_is_for_caddy_and_root_only(cloud):
+    """Issue 10 item 10: the admin API (no authentication, loads any config) was on localhost:2019,
+    open to every local process, the ovr user's included."""
+    sock = "/run/caddy/admin.sock"
+    assert cloud.file(sock).is_socket
+    assert (cloud.file("/run/caddy").user, cloud.file("/run/caddy").mode) == ("caddy", 0o700)
+    out = cloud.run(f"setpriv --reuid=ovr --regid=ovr --clear-groups curl -s --max-time 3 --unix-socket {sock} http://caddy/config/")
+    assert out.rc != 0, out.stdout[:200]
+    out = cloud.run("setpriv --reuid=ovr --regid=ovr --clear-groups curl -s --max-time 3 http://127.0.0.1:2019/config/")
+    assert out.rc != 0, out.stdout[:200]
+    # Root still reaches it, and `systemctl reload caddy` (caddy reload through the socket) works.
+    assert cloud.run(f"curl -sf --max-time 3 --unix-socket {sock} http://caddy/config/ -o /dev/null").rc == 0
+    cloud.run_test("systemctl reload caddy")
+    assert cloud.service("caddy.service").is_running
 
 
 def test_wan_sees_only_https_and_mqtt():
