@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import struct
 import subprocess
 import time
 import urllib.parse
@@ -304,6 +305,47 @@ def test_remote_write_is_stamped_with_the_authenticated_node(probe):
         assert re.search(r'vmagent_remotewrite_requests_total\{[^}]*status_code="2XX"\} [1-9]', metrics)
     finally:
         probe.run("systemctl stop probe-vmagent-a")
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def remote_write_body(labels: dict[str, str], value: float, ts_ms: int) -> bytes:
+    """A Prometheus remote-write request (WriteRequest protobuf, snappy): one series, one sample."""
+    import cramjam
+
+    series = b"".join(_field(1, _field(1, k.encode()) + _field(2, v.encode())) for k, v in labels.items())
+    series += _field(2, b"\x09" + struct.pack("<d", value) + b"\x10" + _varint(ts_ms))
+    return bytes(cramjam.snappy.compress_raw(_field(1, series)))
+
+
+def test_protocol_handshake_never_carries_data_past_the_node_label(probe):
+    """Issue 10 item 3: `?get_vm_proto_version` went to VictoriaMetrics without extra_label, and
+    VictoriaMetrics 1.79 (Debian 12) ingests that request's body: a node wrote as another node.
+    Caddy now answers the handshake itself; a real remote-write body sent with it stores nothing."""
+    name = f"ovrtest_handshake_{RUN}"
+    body = remote_write_body({"__name__": name, "node_id": "edge-b"}, 7.0, int(time.time() * 1000))
+    subprocess.run(["podman", "exec", "-i", PROBE, "sh", "-c", "cat > /tmp/rw-body"], input=body, check=True)
+    a = node("edge-a")
+    curl = (f"curl -s --cacert {CA} -u {shlex.quote(a[0] + ':' + a[1])} -H 'Content-Encoding: snappy' "
+            "-H 'Content-Type: application/x-protobuf' --data-binary @/tmp/rw-body -w '\\n%{http_code}' ")
+    out = probe.check_output(curl + shlex.quote(f"{URL}/api/v1/write?get_vm_proto_version=1"))
+    assert out.splitlines() == ["1", "200"], out  # trixie's VictoriaMetrics speaks its own protocol
+    out = probe.check_output(curl + shlex.quote(f"{URL}/api/v1/write"))
+    assert out.strip() == "204", out
+    found = wait_for(lambda: export(probe, name), timeout=30, what=f"{name} written without the handshake")
+    assert [s["metric"]["node_id"] for s in found] == ["edge-a"]
+    assert len(found[0]["values"]) == 1, found  # the handshake's copy was never stored
 
 
 def test_remote_write_with_a_wrong_password_is_refused(probe):
