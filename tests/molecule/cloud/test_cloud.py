@@ -457,9 +457,9 @@ def test_a_node_cannot_take_over_another_nodes_session(cloud, probe):
 WS_SCRIPT = r"""
 import base64, json, sys, threading
 import paho.mqtt.client as mqtt
-http_user, mqtt_user, expect = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+http_user, mqtt_user, expect, client_id = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 result, connected, arrived = {"messages": []}, threading.Event(), threading.Event()
-c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, transport="websockets", client_id="probe-ws", reconnect_on_failure=False)
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, transport="websockets", client_id=client_id, reconnect_on_failure=False)
 headers = {"Authorization": "Basic " + base64.b64encode(":".join(http_user).encode()).decode()} if http_user else {}
 c.ws_set_options(path="/mqtt", headers=headers)
 c.tls_set(ca_certs="/tmp/cloud-ca.pem")
@@ -491,9 +491,9 @@ print(json.dumps(result))
 """
 
 
-def ws(probe, http_user, mqtt_user) -> dict:
+def ws(probe, http_user, mqtt_user, client_id: str = "probe-ws") -> dict:
     out = probe.run(f"python3 -c {shlex.quote(WS_SCRIPT)} {shlex.quote(json.dumps(http_user))} "
-                    f"{shlex.quote(json.dumps(mqtt_user))} live-{RUN}")
+                    f"{shlex.quote(json.dumps(mqtt_user))} live-{RUN} {shlex.quote(client_id)}")
     assert out.rc == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -514,3 +514,18 @@ def test_browser_mqtt_over_websocket(cloud, probe):
     assert not any(p == "from-operator" for _, p in seen["messages"])
     assert "from-operator" not in fleet(cloud, "mosquitto_sub", "-v --retained-only -W 2 -t ovr/edge-a/cmd/align").stdout
     fleet(cloud, "mosquitto_pub", "-r -n -t ovr/edge-a/realtime")
+
+
+def test_an_operator_cannot_take_over_a_nodes_session(cloud, probe):
+    """Issue 10 item 4: an operator (even a viewer) connecting on /mqtt with a node's client id
+    closed that node's bridge session, and with a clean session discarded its queued commands."""
+    a = node("edge-a", "mqtt")
+    session = "-c -i edge-a -q 1 -t 'ovr/edge-a/cmd/#' -v -W 5 -C 20"
+    mqtt(probe, "mosquitto_sub", a, session)  # the node's persistent session (drained), now offline
+    assert fleet(cloud, "mosquitto_pub", f"-q 1 -t ovr/edge-a/cmd/hold -m queued-{RUN}").rc == 0
+    since = cloud.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    assert ws(probe, list(operator()), list(operator()), client_id="edge-a").get("connack") == "Success"
+    log = cloud.check_output(f"journalctl -u mosquitto --since '{since}' -o cat")
+    assert "Client edge-a already connected" not in log and " as edge-a " not in log, log
+    out = mqtt(probe, "mosquitto_sub", a, session)  # the node comes back: its queue is intact
+    assert f"ovr/edge-a/cmd/hold queued-{RUN}" in out.stdout, (out.stdout, out.stderr)
