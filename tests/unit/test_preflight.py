@@ -21,8 +21,14 @@ OPERATOR = {"name": "ops", "password": "a-long-enough-password"}
 
 
 def run_preflight(tmp_path: Path, role: str, extra: dict, facts: dict | None = None,
-                  verbosity: int = 0) -> subprocess.CompletedProcess:
-    """Run one role's preflight.yml on localhost; ``facts`` stand in for the target's (e.g. systemd)."""
+                  verbosity: int = 0, edge_hosts: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run one role's preflight.yml on localhost; ``facts`` stand in for the target's (e.g. systemd),
+    ``edge_hosts`` make an inventory whose edge group has them (the cloud's default cloud_nodes)."""
+    inventory = "localhost,"
+    if edge_hosts is not None:
+        inventory = str(tmp_path / "hosts.json")
+        (tmp_path / "hosts.json").write_text(json.dumps(
+            {"all": {"hosts": {"localhost": {}}, "children": {"edge": {"hosts": {host: {} for host in edge_hosts}}}}}))
     tasks = [{"ansible.builtin.set_fact": {**facts, "cacheable": True}}] if facts else []
     tasks.append({"ansible.builtin.include_role": {"name": role, "tasks_from": "preflight"}})
     play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]
@@ -30,7 +36,7 @@ def run_preflight(tmp_path: Path, role: str, extra: dict, facts: dict | None = N
     (tmp_path / "vars.json").write_text(json.dumps(extra))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     return subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", str(tmp_path / "play.yml"),
+        [str(ANSIBLE_PLAYBOOK), "-i", inventory, "-c", "local", str(tmp_path / "play.yml"),
          "-e", f"@{tmp_path / 'vars.json'}", *(["-" + "v" * verbosity] if verbosity else [])],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
@@ -110,3 +116,41 @@ def test_failing_entry_check_prints_no_password(tmp_path, role, values, message)
     assert result.returncode == 2, result.stdout[-3000:]
     assert message in " ".join(result.stdout.split()), result.stdout[-3000:]
     assert "Traceback" not in output
+
+
+def test_cloud_preflight_passes_nodes_from_the_edge_group(tmp_path):
+    result = run_preflight(tmp_path, "cloud", {"cloud_operators": [OPERATOR, {**OPERATOR, "name": "boat-ops"}]},
+                           edge_hosts=["boat-7", "van_2"])
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+# Node ids, operators and the cloud's own MQTT user (ovr-fleet) are users of one Mosquitto password
+# file and ACL: one name in two places would merge their rights.
+@pytest.mark.parametrize(
+    ("values", "edge_hosts", "message"),
+    [
+        ({"cloud_operators": [OPERATOR, {**OPERATOR, "name": "boat-7"}]}, ["boat-7", "van_2"],
+         "cloud_operators[1] ('boat-7') in group_vars/cloud.yml has the name of the edge host boat-7"
+         " (inventory/<fleet>/hosts.yml)"),
+        ({"cloud_nodes": ["boat-7"], "cloud_operators": [{**OPERATOR, "name": "boat-7"}]}, None,
+         "cloud_operators[0] ('boat-7') in group_vars/cloud.yml has the name of the node boat-7 in cloud_nodes"
+         " (group_vars/cloud.yml)"),
+        ({"cloud_operators": [OPERATOR, {**OPERATOR, "name": "ovr-fleet"}]}, ["boat-7"],
+         "cloud_operators[1] ('ovr-fleet') in group_vars/cloud.yml has the name of the cloud's own MQTT user ovr-fleet"),
+        ({"cloud_operators": [OPERATOR]}, ["boat-7", "ovr-fleet"],
+         "cloud_nodes has ovr-fleet: the cloud's broker has its own MQTT user of that name"),
+        ({"cloud_operators": [OPERATOR, {**OPERATOR, "name": "viewer"}, OPERATOR]}, ["boat-7"],
+         "cloud_operators in group_vars/cloud.yml lists the same name twice: 'ops' (cloud_operators[0] and [2])"),
+        ({"cloud_nodes": ["boat-7", "van_2", "boat-7"], "cloud_operators": [OPERATOR]}, None,
+         "cloud_nodes has ids that are not lowercase letters, digits, '-' or '_' (at most 63, starting with a letter"
+         " or digit) or appear twice: boat-7."),
+    ],
+    ids=["operator-is-edge-host", "operator-is-listed-node", "operator-is-fleet-user", "node-is-fleet-user",
+         "operator-twice", "node-twice"],
+)
+def test_cloud_preflight_refuses_a_name_used_twice_on_the_broker(tmp_path, values, edge_hosts, message):
+    result = run_preflight(tmp_path, "cloud", values, edge_hosts=edge_hosts)
+    assert result.returncode == 2, result.stdout[-3000:]
+    assert message in " ".join(result.stdout.split()), result.stdout[-3000:]
+    assert OPERATOR["password"] not in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
