@@ -74,6 +74,24 @@ def test_tile_budget(conn, tmp_path):
     assert st["month"] == month
 
 
+def test_tile_counts_are_bounded_per_call_and_per_source(conn, tmp_path):
+    settings = make_settings(tmp_path, OVR_FLEET_TILES_LIMITS="mapbox=1000,esri=200000")
+    with pytest.raises(tiles.OverLimit, match="at most 5000"), tx(conn):
+        tiles.add_usage(conn, "esri", "fleet-map", "acme", 5001, source="vic", settings=settings)
+    with tx(conn):
+        tiles.add_usage(conn, "mapbox", "fleet-map", "acme", 60, source="vic", settings=settings)
+        tiles.add_usage(conn, "mapbox", "edge-a", "zeta", 40, source="vic", settings=settings)  # 100: 10 % of 1000
+    with pytest.raises(tiles.OverLimit, match="vic has counted 100 mapbox tiles"), tx(conn):
+        tiles.add_usage(conn, "mapbox", "fleet-map", "acme", 1, source="vic", settings=settings)
+    with tx(conn):
+        tiles.add_usage(conn, "mapbox", "fleet-map", "acme", 1, source="ada", settings=settings)
+    st = tiles.status(conn, settings, "acme", source="vic")
+    assert st["fleet"]["mapbox"] == 101 and st["source"]["counted"] == {"mapbox": 100, "esri": 0}
+    assert st["source"]["cap"] == {"mapbox": 100, "esri": 20000}
+    # Last month's counts do not hold this month's back.
+    assert tiles.status(conn, settings, "acme", "1999-01", source="vic")["source"]["counted"] == {"mapbox": 0, "esri": 0}
+
+
 def test_operators_verify_with_roles_and_cache(tmp_path):
     path = tmp_path / "ops.json"
     ops = [{"name": n, "role": r, "hash": bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()} for n, (r, p) in OPERATORS.items()]

@@ -60,6 +60,34 @@ def test_viewer_may_count_tiles(client):
     assert client.post("/api/tiles/usage", headers=VIEWER, json={"provider": "esri", "count": 10}).status_code == 200
 
 
+def test_one_call_counts_at_most_what_a_map_session_loads(client):
+    r = client.post("/api/tiles/usage", headers=VIEWER, json={"provider": "esri", "count": 1_000_000})
+    assert r.status_code == 400 and "at most 5000" in r.json["error"]
+    r = client.post("/api/tiles/usage", headers=ADMIN, json={"provider": "esri", "count": 5001})
+    assert r.status_code == 400 and "at most 5000" in r.json["error"]
+    assert client.post("/api/tiles/usage", headers=VIEWER, json={"provider": "esri", "count": 5000}).status_code == 200
+    assert client.get("/api/tiles/status", headers=VIEWER).json["fleet"]["esri"] == 5000
+
+
+def test_a_viewer_cannot_switch_satellite_tiles_off_for_the_fleet(tmp_path):
+    """Each operator counts at most 10 % of a provider's monthly free tier, whatever node_id and
+    deployment_id it names: one viewer alone cannot push the fleet over a threshold."""
+    c = web.create_app(make_settings(tmp_path, OVR_FLEET_TILES_LIMITS="mapbox=20000,esri=40000")).test_client()
+    for provider, cap in (("mapbox", 2000), ("esri", 4000)):
+        for i in range(cap // 1000):
+            r = c.post("/api/tiles/usage", headers=VIEWER,
+                       json={"provider": provider, "count": 1000, "node_id": f"map-{i}", "deployment_id": f"dep-{i}"})
+            assert r.status_code == 200, r.json
+        r = c.post("/api/tiles/usage", headers=VIEWER, json={"provider": provider, "count": 1, "node_id": "other"})
+        assert r.status_code == 400, r.json
+        assert f"vic has counted {cap} {provider} tiles" in r.json["error"] and f"at most {cap}" in r.json["error"]
+    st = c.get("/api/tiles/status", headers=VIEWER).json
+    assert st["fleet"] == {"mapbox": 2000, "esri": 4000} and st["satellite_allowed"] is True and st["warning"] is None
+    assert st["source"] == {"name": "vic", "counted": {"mapbox": 2000, "esri": 4000}, "cap": {"mapbox": 2000, "esri": 4000}}
+    # Another operator's map still counts: the cap is per operator, not per fleet.
+    assert c.post("/api/tiles/usage", headers=ADMIN, json={"provider": "esri", "count": 10}).status_code == 200
+
+
 def test_event_flow(app, client):
     seed(app)
     r = client.post("/api/events", headers=ADMIN, json={"name": "Regatta", "deployment_id": "acme"})

@@ -30,6 +30,9 @@ from .store import connect, migrate, tx
 log = logging.getLogger("ovr_fleet.web")
 DEPLOYMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_BODY = 1_000_000
+# The only change a viewer may make: its map counting the tiles it loaded (bounded in tiles.py).
+# Everything else that is not a read, the tile budget's preferred provider included, needs admin.
+VIEWER_MAY = frozenset({("POST", "/api/tiles/usage")})
 
 
 class ApiError(Exception):
@@ -100,7 +103,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             resp.headers["WWW-Authenticate"] = 'Basic realm="ovr-tele operators"'
             raise _Abort(resp)
         g.operator = who
-        if request.method not in ("GET", "HEAD", "OPTIONS") and not who.is_admin and request.path != "/api/tiles/usage":
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not who.is_admin and (request.method, request.path) not in VIEWER_MAY:
             raise ApiError(403, f"operator {who.name} is a viewer: changing things needs the admin role")
 
     @app.errorhandler(_Abort)
@@ -374,21 +377,25 @@ def create_app(settings: Settings | None = None) -> Flask:
     def tiles_status() -> Response:
         dep = arg("deployment_id", DEPLOYMENT_RE) or settings.default_deployment
         month = arg("month", tiles.MONTH_RE)
-        return jsonify(tiles.status(db(), settings, dep, month))
+        return jsonify(tiles.status(db(), settings, dep, month, source=actor().name))
 
     @app.post("/api/tiles/usage")
     def tiles_usage() -> Response:
         data = body()
         provider = provider_ok(data.get("provider"))
         count = data.get("count")
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1_000_000:
-            raise ApiError(400, "count must be an integer from 1 to 1000000")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= tiles.MAX_PER_CALL:
+            raise ApiError(400, f"count must be an integer from 1 to {tiles.MAX_PER_CALL} "
+                                f"(a call counts at most {tiles.MAX_PER_CALL} tiles; report every minute or so)")
         node_id = data.get("node_id", "fleet-map")
         _check(node_id, registry.protocol.NODE_RE, "node_id")
         dep = data.get("deployment_id", settings.default_deployment)
         _check(dep, DEPLOYMENT_RE, "deployment_id")
         with tx(db()) as conn:
-            return jsonify(tiles.add_usage(conn, provider, node_id, dep, count))
+            try:
+                return jsonify(tiles.add_usage(conn, provider, node_id, dep, count, source=actor().name, settings=settings))
+            except tiles.OverLimit as exc:
+                raise ApiError(400, str(exc), **exc.extra) from None
 
     @app.put("/api/tiles/preferred")
     def tiles_preferred() -> Response:
