@@ -189,6 +189,28 @@ def test_event_lifecycle_over_http(client):
     assert notes[0]["text"] == "setting up"
 
 
+def test_report_html_is_served_sandboxed(client, settings: Settings):
+    """The report is a page on the dashboard's origin: no scripts, forms, top navigation, base
+    or framing, even if something in it slipped past the escaping."""
+    eid = client.post("/api/events", headers=OP, json={"systems": ["pro-1"], "name": "Fest"}).get_json()["event"]["id"]
+    rid = client.post(f"/api/events/{eid}/end", headers=OP).get_json()["report_id"]
+    from ovr_events.store import Store
+
+    with Store(settings.db_path).tx() as c:
+        c.execute("UPDATE reports SET state = 'done' WHERE id = ?", (rid,))
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    (settings.reports_dir / f"{rid}.html").write_text("<p>report</p><img src='/api/photos/1/file'>")
+    r = client.get(f"/api/reports/{rid}/html")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    csp = [d.strip() for d in r.headers["Content-Security-Policy"].split(";")]
+    assert csp[0].startswith("sandbox") and not {"allow-scripts", "allow-forms", "allow-top-navigation",
+                                                 "allow-popups"} & set(csp[0].split())
+    for d in ("default-src 'none'", "img-src 'self'", "style-src 'unsafe-inline'", "form-action 'none'", "base-uri 'none'",
+              "frame-ancestors 'none'"):
+        assert d in csp, d
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
