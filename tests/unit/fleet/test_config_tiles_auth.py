@@ -35,6 +35,8 @@ def test_defaults_and_env_file(tmp_path):
     ({"OVR_VM_URL": "localhost:8428"}, "OVR_VM_URL"),
     ({"OVR_FLEET_LOG_LEVEL": "LOUD"}, "OVR_FLEET_LOG_LEVEL"),
     ({"OVR_FLEET_METRIC_SUFFIX": "10s"}, "OVR_FLEET_METRIC_SUFFIX"),
+    ({"OVR_FLEET_NODE_URL_TEMPLATE": "javascript:alert('{node_id}')"}, "OVR_FLEET_NODE_URL_TEMPLATE"),
+    ({"OVR_FLEET_NODE_URL_TEMPLATE": "{node_id}.example.org"}, "OVR_FLEET_NODE_URL_TEMPLATE"),
 ])
 def test_bad_settings_name_the_variable(env, word):
     with pytest.raises(SettingsError, match=word):

@@ -88,6 +88,31 @@ def test_a_viewer_cannot_switch_satellite_tiles_off_for_the_fleet(tmp_path):
     assert c.post("/api/tiles/usage", headers=ADMIN, json={"provider": "esri", "count": 10}).status_code == 200
 
 
+SANDBOX_CSP = ("sandbox", "default-src 'none'", "form-action 'none'", "base-uri 'none'", "frame-ancestors 'none'")
+
+
+def test_report_html_is_served_sandboxed_and_cleaned(app, client):
+    from ovr_fleet import registry, reports
+
+    conn = open_db(app.extensions["ovr_fleet"]["settings"].db_path)
+    with tx(conn):
+        registry.create(conn, "Regatta", "acme", "ada", event_id="ev-1")
+        reports.ingest(conn, "edge-a", {"report_id": "r1", "event": {"id": "ev-1"}, "report": {"summary": {}}, "html": "<p>ok</p>"})
+        # As an older ovr-fleet stored it, before node HTML was cleaned on arrival.
+        conn.execute("UPDATE reports SET html = ? WHERE report_id = 'r1'",
+                     ("<meta http-equiv=refresh content='0;url=https://evil.example/'><p>ok</p><form><input></form>",))
+    for path in ("/api/reports/r1/html", "/api/events/ev-1/aggregate.html"):
+        r = client.get(path, headers=VIEWER)
+        assert r.status_code == 200 and r.mimetype == "text/html"
+        csp = [d.strip() for d in r.headers["Content-Security-Policy"].split(";")]
+        assert all(d in csp for d in SANDBOX_CSP), (path, csp)
+        assert "allow-scripts" not in csp[0] and "allow-forms" not in csp[0] and "allow-top-navigation" not in csp[0]
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        text = r.get_data(as_text=True)
+        assert "refresh" not in text and "form" not in text and "evil.example" not in text, path
+        assert "<p>ok</p>" in text or "&lt;p&gt;ok&lt;/p&gt;" in text
+
+
 def test_event_flow(app, client):
     seed(app)
     r = client.post("/api/events", headers=ADMIN, json={"name": "Regatta", "deployment_id": "acme"})

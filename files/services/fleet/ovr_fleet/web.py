@@ -35,6 +35,15 @@ MAX_BODY = 1_000_000
 VIEWER_MAY = frozenset({("POST", "/api/tiles/usage")})
 
 
+def page_headers(extra: str) -> dict[str, str]:
+    """Headers of an HTML page built from node data (docs/adr/0009-report-html-sandbox.md): a
+    sandbox without scripts, forms, popups or top navigation (an opaque origin, so it can not use
+    the operator's credentials), nothing loaded but `extra`, no base, no form target, no framing."""
+    csp = (f"sandbox; default-src 'none'; style-src 'unsafe-inline'; {extra}; form-action 'none'; base-uri 'none'; "
+           "frame-ancestors 'none'")
+    return {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -325,8 +334,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def aggregate_html(event_id: str) -> Response:
         event_id_ok(event_id)
         page = logic(lambda: reports.aggregate_html(db(), event_id))
-        csp = "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'"
-        return Response(page, mimetype="text/html", headers={"Content-Security-Policy": csp})
+        return Response(page, mimetype="text/html", headers=page_headers("frame-src 'self'"))
 
     @app.get("/api/alignments")
     def alignments() -> Response:
@@ -362,10 +370,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     def report_html(report_id: str) -> Response:
         _check(report_id, registry.protocol.ID_RE, "report id")
         row = logic(lambda: reports.get(db(), report_id))
-        if not row["html"]:
+        page = reports.report_html(row)
+        if not page:
             raise ApiError(404, f"report {report_id} has no HTML; GET /api/reports/{report_id} has its JSON")
-        return Response(row["html"], mimetype="text/html", headers={"Content-Security-Policy": "default-src 'none'; "
-                                                                    "style-src 'unsafe-inline'; img-src data:"})
+        return Response(page, mimetype="text/html", headers=page_headers("img-src data:"))
 
     # ---- map tiles --------------------------------------------------------------------
     def provider_ok(value: Any) -> str:
