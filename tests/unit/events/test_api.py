@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from evlib import OPERATOR, VIEWER
 from hypothesis import HealthCheck
 from hypothesis import settings as hsettings
 from ovr_events.api import create_app
+from ovr_events.api.common import ok
 from ovr_events.config import Settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -101,7 +103,24 @@ def test_api_conforms_to_openapi(api_app):
 
 
 # ---- explicit checks ----------------------------------------------------------------------
-MUTATING = [
+# ---- the authorization matrix, generated from the app's routes ------------------------------
+# Routes anyone may call, each with the reason. Every other route must carry @require(...), and
+# the tests below call every one of them: a new route without authorization fails the suite.
+PUBLIC = {
+    ("GET", "/health"): "liveness, reveals the version only",
+    ("GET", "/api/health"): "the same under /api",
+    ("GET", "/api/openapi.json"): "the contract",
+    ("POST", "/api/auth/login"): "logging in (throttled)",
+    ("POST", "/api/auth/logout"): "clears the caller's own session",
+    ("GET", "/api/auth/me"): "answers 401 itself when nobody is logged in",
+}
+# Reads that need more than the viewer role, whatever OVR_EVENTS_PUBLIC_READ says.
+OPERATOR_READS = {"/api/audit": "failed logins: names tried and from where"}
+# A sample value per URL argument; a route with a new argument name fails until it has one here.
+ARG_SAMPLES = {"event_id": "00000000-0000-0000-0000-000000000000", "system_id": "pro-1", "note_id": "1", "photo_id": "1",
+               "report_id": "00000000-0000-0000-0000-000000000000", "write_id": "00000000-0000-0000-0000-000000000000"}
+# The list this matrix replaced (kept by hand, it had missed three routes): still all covered.
+HAND_KEPT = [
     ("post", "/api/events"), ("post", "/api/events/end-all"), ("post", "/api/gx/settings"), ("post", "/api/notes"),
     ("post", "/api/photos"), ("delete", "/api/photos/1"), ("patch", "/api/photos/1"), ("delete", "/api/notes/1"),
     ("post", "/api/reports"), ("post", "/api/events/00000000-0000-0000-0000-000000000000/end"),
@@ -109,14 +128,78 @@ MUTATING = [
 ]
 
 
+def route_table(app) -> list[tuple[str, str, str, str | None]]:
+    """(method, rule, a concrete path, the role its @require names) for every route but Flask's static one."""
+    out = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        missing = rule.arguments - ARG_SAMPLES.keys()
+        assert not missing, f"{rule.rule}: add a sample value for {sorted(missing)} to ARG_SAMPLES"
+        path = rule.build({a: ARG_SAMPLES[a] for a in rule.arguments}, append_unknown=False)[1]
+        role = getattr(app.view_functions[rule.endpoint], "_ovr_auth", None)
+        out.extend((m, rule.rule, path, role) for m in sorted(rule.methods - {"HEAD", "OPTIONS"}))
+    return sorted(out)
+
+
+def unguarded(app) -> list[tuple[str, str]]:
+    return [(m, rule) for m, rule, _, role in route_table(app) if role is None and (m, rule) not in PUBLIC]
+
+
+def _route_app():
+    from ovr_events.auth import sync_users
+
+    tmp = Path(tempfile.mkdtemp(prefix="ovr-events-routes-"))
+    sync_users(tmp / "users.json", [{"name": OPERATOR[0], "password": OPERATOR[1], "role": "operator"},
+                                    {"name": VIEWER[0], "password": VIEWER[1], "role": "viewer"}])
+    (tmp / "gx_systems.json").write_text(json.dumps({"systems": [{"name": "gx1", "system_id": "pro-1",
+                                                                   "portal_id": "c0ffee0000e1"}]}))
+    return make_app(Settings(node_id="edge-t", data_dir=tmp / "data", run_dir=tmp / "run", users_file=tmp / "users.json",
+                             gx_systems=tmp / "gx_systems.json", gx_inventory=tmp / "inv.json", control_file=tmp / "c.json",
+                             vm_url="http://127.0.0.1:9", vmagent_url="http://127.0.0.1:9", vm_timeout=1.0, public_read=False))
+
+
+ROUTE_APP = _route_app()  # reads are not public here
+ROUTES = route_table(ROUTE_APP)
+MUTATING = [(m, path) for m, rule, path, _ in ROUTES if m not in ("GET",) and (m, rule) not in PUBLIC]
+READS = [(rule, path) for m, rule, path, _ in ROUTES if m == "GET" and (m, rule) not in PUBLIC]
+
+
+def test_every_route_is_guarded_or_public_with_a_reason():
+    assert unguarded(ROUTE_APP) == []
+    assert set(PUBLIC) <= {(m, rule) for m, rule, _, _ in ROUTES}, "PUBLIC names a route that no longer exists"
+    assert {(m.upper(), p) for m, p in HAND_KEPT} <= set(MUTATING)
+    assert len(MUTATING) >= 14 and len(READS) >= 20
+
+
+def test_the_matrix_finds_a_route_without_authorization(settings: Settings):
+    app = make_app(settings)
+    app.add_url_rule("/api/forgotten/<event_id>", "forgotten", lambda event_id: ok({}), methods=["POST"])
+    assert unguarded(app) == [("POST", "/api/forgotten/<event_id>")]
+
+
 @pytest.mark.parametrize(("method", "path"), MUTATING)
 def test_mutating_endpoints_refuse_anonymous_and_viewers(client, method, path):
+    method = method.lower()
     r = getattr(client, method)(path, json={})
     assert r.status_code == 401 and "error" in r.get_json()
     r = getattr(client, method)(path, json={}, headers=basic(VIEWER))
     assert r.status_code == 403 and "viewer" in r.get_json()["error"]
     r = getattr(client, method)(path, json={}, headers=basic((OPERATOR[0], "wrong-password")))
     assert r.status_code == 401
+
+
+@pytest.mark.parametrize(("rule", "path"), READS)
+def test_reads_need_a_viewer_when_not_public(rule, path):
+    c = ROUTE_APP.test_client()
+    r = c.get(path)
+    assert r.status_code == 401 and "authentication required" in r.get_json()["error"]
+    r = c.get(path, headers=basic(VIEWER))
+    if rule in OPERATOR_READS:
+        assert r.status_code == 403 and "operator" in r.get_json()["error"]
+        assert c.get(path, headers=OP).status_code == 200
+    else:
+        assert r.status_code not in (401, 403), (r.status_code, r.get_data(as_text=True)[:200])
 
 
 def test_session_login_for_the_dashboard(client):

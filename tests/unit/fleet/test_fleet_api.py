@@ -56,6 +56,67 @@ def test_viewer_cannot_change_anything(client, method, path, body):
     assert r.status_code == 403 and "viewer" in r.json["error"]
 
 
+# ---- the authorization matrix, generated from the app's routes ------------------------------
+# Every route needs an operator but OPEN; every change needs admin but VIEWER_MAY (the test's
+# own list: widening web.VIEWER_MAY fails here). Generated, so a new route is checked the day it is added.
+OPEN = {("GET", "/api/health")}
+VIEWER_MAY = {("POST", "/api/tiles/usage")}
+ARG_SAMPLES = {"node_id": "edge-a", "event_id": "e1", "report_id": "r1", "alignment_id": "1"}
+READ_METHODS = ("GET",)
+
+
+def route_table(app) -> list[tuple[str, str, str]]:
+    out = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        missing = rule.arguments - ARG_SAMPLES.keys()
+        assert not missing, f"{rule.rule}: add a sample value for {sorted(missing)} to ARG_SAMPLES"
+        path = rule.build({a: ARG_SAMPLES[a] for a in rule.arguments}, append_unknown=False)[1]
+        out.extend((m, rule.rule, path) for m in sorted(rule.methods - {"HEAD", "OPTIONS"}))
+    return sorted(out)
+
+
+def route_failures(client, method: str, rule: str, path: str) -> list[str]:
+    """What is wrong with one route's authorization (empty: nothing)."""
+    call = getattr(client, method.lower())
+    body = {} if method not in READ_METHODS else None
+    wrong = []
+    if (method, rule) in OPEN:
+        return [] if call(path).status_code not in (401, 403) else [f"{method} {rule} must stay open"]
+    for who, headers in (("anonymous", {}), ("a wrong password", basic("ada", "wrong"))):
+        r = call(path, json=body, headers=headers)
+        if r.status_code != 401 or "authentication required" not in (r.json or {}).get("error", ""):
+            wrong.append(f"{method} {rule}: {who} got {r.status_code}, not 401")
+    r = call(path, json=body, headers=VIEWER)
+    viewer_may = method in READ_METHODS or (method, rule) in VIEWER_MAY
+    if viewer_may and r.status_code in (401, 403):
+        wrong.append(f"{method} {rule}: a viewer got {r.status_code}")
+    if not viewer_may and (r.status_code != 403 or "viewer" not in r.json["error"]):
+        wrong.append(f"{method} {rule}: a viewer got {r.status_code}, not 403")
+    return wrong
+
+
+MATRIX_APP = web.create_app(make_settings(Path(tempfile.mkdtemp(prefix="ovr-fleet-routes-"))))
+ROUTES = route_table(MATRIX_APP)
+
+
+def test_the_matrix_has_every_route():
+    routes = {(m, rule) for m, rule, _ in ROUTES}
+    assert len(routes) >= 24 and routes >= OPEN | VIEWER_MAY
+    assert web.VIEWER_MAY == VIEWER_MAY
+
+
+@pytest.mark.parametrize(("method", "rule", "path"), ROUTES)
+def test_authorization_matrix(client, method, rule, path):
+    assert route_failures(client, method, rule, path) == []
+
+
+def test_the_matrix_finds_a_change_a_viewer_may_make(client, monkeypatch):
+    monkeypatch.setattr(web, "VIEWER_MAY", web.VIEWER_MAY | {("POST", "/api/events")})
+    assert route_failures(client, "POST", "/api/events", "/api/events") == ["POST /api/events: a viewer got 400, not 403"]
+
+
 def test_viewer_may_count_tiles(client):
     assert client.post("/api/tiles/usage", headers=VIEWER, json={"provider": "esri", "count": 10}).status_code == 200
 
