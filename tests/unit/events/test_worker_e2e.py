@@ -109,7 +109,7 @@ def test_control_round_trip_is_confirmed_quickly(world, setting, value, expect):
     assert elapsed < 2.0, f"confirmed after {elapsed:.2f}s"
     s = wait_for(lambda: live(world["client"]), 5)
     assert wait_for(lambda: live(world["client"])["controls"][setting]["value"] == expect, 5)
-    entries = world["client"].get("/api/audit?action=gx_write").get_json()["entries"]
+    entries = world["client"].get("/api/audit?action=gx_write", headers=OP).get_json()["entries"]  # operators only
     assert entries[0]["result"] == "confirmed" and entries[0]["actor"] == OPERATOR[0]
     assert s["system_id"] == "pro-1"
 

@@ -11,6 +11,7 @@ import math
 import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import SCHEMA
 
@@ -119,6 +120,21 @@ def text(value: Any, limit: int = 200) -> str | None:
         return None
     value = value.strip()
     return value[:limit] if value else None
+
+
+def http_url(value: Any, limit: int = 300) -> str | None:
+    """An absolute http(s) URL with a host, as is; None for anything else (javascript:, data:,
+    relative, with spaces or control characters) — a link an operator clicks must not run code."""
+    if not isinstance(value, str) or not 0 < len(value) <= limit or any(c <= " " or c in "\x7f\\" for c in value):
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return value
 
 
 def event_ref(data: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class Stats:
     received: int = 0
     handled: int = 0
     dropped: int = 0
+    refused: int = 0  # handled messages with a part refused (a bad ui_url, report HTML cleaned)
     published: int = 0
     last: dict[str, Any] = field(default_factory=dict)
 
@@ -56,8 +57,8 @@ def handle(conn: sqlite3.Connection, settings: Settings, topic: str, payload: by
         fleet.ingest_status(conn, node_id, data)
         return None
     if kind == "realtime":
-        fleet.ingest_realtime(conn, node_id, data)
-        return None
+        refused = fleet.ingest_realtime(conn, node_id, data)
+        return {"node_id": node_id, "refused": refused} if refused else None
     dep = fleet.node_deployment(conn, node_id, settings.default_deployment)
     if kind == "events":
         return registry.handle_lifecycle(conn, node_id, dep, data, settings.align_auto, settings.align_review)
@@ -136,6 +137,9 @@ class Worker:
                     result = handle(self.conn, self.settings, topic, payload)
                     self.conn.execute("RELEASE msg")
                     self.stats.handled += 1
+                    if result and result.get("refused"):
+                        self.stats.refused += 1
+                        log.warning("%s: refused %s", topic, "; ".join(result["refused"]))
                     if result:
                         self.stats.last = result
                         log.info("%s: %s", topic, result)

@@ -11,6 +11,12 @@ from ..store import now_ms, row_dict
 from .common import ApiError, actor, body, ctx, int_arg, ok, require
 
 bp = Blueprint("reports", __name__)
+# The report page is served on the dashboard's origin (docs/adr/0009-report-html-sandbox.md): a
+# sandbox without scripts, forms, popups or top navigation; allow-same-origin only so the
+# browser sends the session cookie for the report's own photos (/api/photos/<id>/file) — with
+# no script in the page, the origin gives it nothing else. Only those photos and inline styles load.
+REPORT_CSP = ("sandbox allow-same-origin; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
+              "form-action 'none'; base-uri 'none'; frame-ancestors 'none'")
 
 _SELECT = ("SELECT r.id, r.state, r.requested_at, r.generated_at, r.sha256, r.error, r.acked_at, r.attempts,"
            " e.id AS event_id, e.name AS event_name FROM reports r JOIN events e ON e.pk = r.event_pk")
@@ -74,5 +80,6 @@ def get_html(report_id: str):
         raise ApiError(409, f"report {row['id']} is {row['state']}")
     text = (ctx().settings.reports_dir / f"{row['id']}.html").read_text(encoding="utf-8")
     resp = Response(text, mimetype="text/html")
-    resp.headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
+    resp.headers["Content-Security-Policy"] = REPORT_CSP
+    resp.headers["Referrer-Policy"] = "no-referrer"
     return resp
