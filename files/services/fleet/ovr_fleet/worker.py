@@ -135,14 +135,6 @@ class Worker:
                 self.conn.execute("SAVEPOINT msg")
                 try:
                     result = handle(self.conn, self.settings, topic, payload)
-                    self.conn.execute("RELEASE msg")
-                    self.stats.handled += 1
-                    if result and result.get("refused"):
-                        self.stats.refused += 1
-                        log.warning("%s: refused %s", topic, "; ".join(result["refused"]))
-                    if result:
-                        self.stats.last = result
-                        log.info("%s: %s", topic, result)
                 except Exception as exc:  # one message never costs the batch, nor stops the worker
                     self.conn.execute("ROLLBACK TO msg")
                     self.conn.execute("RELEASE msg")
@@ -151,6 +143,15 @@ class Worker:
                         log.warning("dropped %s: %s", topic[:200], exc)
                     else:  # a bug met by this message: its traceback is for us
                         log.exception("dropped %s: unexpected error", topic[:200])
+                    continue
+                self.conn.execute("RELEASE msg")
+                self.stats.handled += 1
+                if result and result.get("refused"):
+                    self.stats.refused += 1
+                    log.warning("%s: refused %s", topic, "; ".join(result["refused"]))
+                if result:
+                    self.stats.last = result
+                    log.info("%s: %s", topic, result)
         return len(batch)
 
     def drain_outbox(self) -> int:
