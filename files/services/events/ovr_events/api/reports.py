@@ -68,7 +68,8 @@ def get_report(report_id: str):
         try:
             doc["report"] = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise ApiError(500, f"report file {path.name} is unreadable") from None
+            raise ApiError(500, f"report file {path.name} is unreadable: POST /api/reports with its event_id "
+                                "regenerates it") from None
     return ok(doc)
 
 
@@ -78,7 +79,12 @@ def get_html(report_id: str):
     row = _row(report_id)
     if row["state"] != "done":
         raise ApiError(409, f"report {row['id']} is {row['state']}")
-    text = (ctx().settings.reports_dir / f"{row['id']}.html").read_text(encoding="utf-8")
+    path = ctx().settings.reports_dir / f"{row['id']}.html"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        raise ApiError(500, f"report file {path.name} is unreadable: POST /api/reports with its event_id "
+                            "regenerates it") from None
     resp = Response(text, mimetype="text/html")
     resp.headers["Content-Security-Policy"] = REPORT_CSP
     resp.headers["Referrer-Policy"] = "no-referrer"
