@@ -335,6 +335,7 @@ def cloud_overrides(work: Path, vm_port: int, https_port: int, nodes: list[str])
         "cloud_vm_data_path": str(work / "cloud-vm"),
         "_cloud_vm_listen_address": f"127.0.0.1:{vm_port}",
         "_cloud_caddy_tls_dir": str(work / "tls"),
+        "__cloud_vm_version": vm_version(),
     }
 
 
@@ -342,7 +343,7 @@ def bench_caddyfile(text: str, admin_port: int, http_port: int, https_port: int)
     """The rendered Caddyfile on free ports: admin, http_port, https_port and the site's port.
     (The role's Caddyfile passes vmagent's get_vm_proto_version handshake since the first run of
     this benchmark, so vmagent speaks VictoriaMetrics' zstd protocol through it.)"""
-    text, n = re.subn(r"(?m)^\tadmin localhost:2019$",
+    text, n = re.subn(r"(?m)^\tadmin unix//run/caddy/admin\.sock$",
                       f"\tadmin 127.0.0.1:{admin_port}\n\thttp_port {http_port}\n\thttps_port {https_port}", text)
     text, m = re.subn(r"(?m)^127\.0\.0\.1 \{$", f"127.0.0.1:{https_port} {{", text)
     if n != 1 or m != 1:
@@ -447,6 +448,17 @@ def binary(env: str, default: str) -> str:
     return os.environ.get(env) or default
 
 
+def vm_version() -> str:
+    """The cloud VictoriaMetrics' version as the role reads it (dpkg), or from the VERSION file
+    beside $VICTORIA_METRICS_BIN; "0" when unknown (Caddy then keeps vmagent on Prometheus' protocol)."""
+    path = binary("VICTORIA_METRICS_BIN", edge.VICTORIA_METRICS)
+    info = Path(path).parent / "VERSION"
+    text = edge.package_version("victoria-metrics") if path == edge.VICTORIA_METRICS else \
+        (info.read_text() if info.exists() else "")
+    found = re.search(r"(\d+\.\d+(\.\d+)?)", text.replace("victoria-metrics", ""))
+    return found.group(1) if found else "0"
+
+
 def describe_binary(env: str, default: str, pkg: str = "victoria-metrics") -> str:
     path = binary(env, default)
     if path == default:
@@ -487,10 +499,10 @@ def start_caddy(cloud: Cloud, text: str) -> None:
     edge.wait_for(up, 30, "Caddy", lambda: cloud.procs.check("caddy"))
 
 
-def probe(cloud: Cloud, auth: tuple[str, str] | None, body: bytes = b"", timeout: float = 10.0) -> int:
-    """One POST to the write path through Caddy; its status."""
+def probe(cloud: Cloud, auth: tuple[str, str] | None, body: bytes = b"", timeout: float = 10.0, query: str = "") -> int:
+    """One POST to the write path through Caddy (with `query`, e.g. "?get_vm_proto_version=1"); its status."""
     ctx = ssl.create_default_context(cafile=str(cloud.ca))
-    req = urllib.request.Request(cloud.write_url, data=body, method="POST",
+    req = urllib.request.Request(cloud.write_url + query, data=body, method="POST",
                                  headers={"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"})
     if auth:
         req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
@@ -928,10 +940,14 @@ def identity_check(gen: Gen) -> dict[str, Any]:
     import cramjam
 
     body = bytes(cramjam.snappy.compress_raw(write_request([(labels, 1.0)], ts_varint(ts))))
+    own = (node_name(1), node_password(node_name(1)))
     out = {
         "no_credentials": probe(cloud, None, body),
         "wrong_password": probe(cloud, (node_name(1), "x" * 32), body),
-        "own_credentials": probe(cloud, (node_name(1), node_password(node_name(1))), body),
+        # vmagent's protocol handshake carries no body, but a node could send one: VictoriaMetrics
+        # 1.79 (Debian 12) ingests it, so it must never reach VictoriaMetrics without extra_label.
+        "handshake_with_body": probe(cloud, own, body, query="?get_vm_proto_version=1"),
+        "own_credentials": probe(cloud, own, body),
     }
     deadline = time.monotonic() + 20
     q = 'count_over_time(bench_identity_probe{deployment_id="bench-identity"}[5m])'

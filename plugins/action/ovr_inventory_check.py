@@ -41,14 +41,20 @@ def _kind_of(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _type_error(value: Any, kind: str) -> str | None:
+def _holds_secret(spec: dict[str, Any]) -> bool:
+    """True when the option is ``no_log`` or has a ``no_log`` option inside (a list of users)."""
+    return bool(spec.get("no_log")) or any(_holds_secret(sub) for sub in (spec.get("options") or {}).values())
+
+
+def _type_error(value: Any, kind: str, secret: bool = False) -> str | None:
+    """What is wrong with the type of ``value``; a ``secret`` value is described, never shown."""
     allowed = _TYPES.get(kind, (object,))
     if kind in ("int", "float") and isinstance(value, bool):
         return f"must be a number ({kind}), got a boolean"
     if not isinstance(value, allowed):
-        shown = repr(value)
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
+        shown = "" if secret else " " + repr(value)
+        if len(shown) > 61:
+            shown = shown[:58] + "..."
         hint = ""
         if kind == "list" and isinstance(value, (str, int, float)):
             hint = " (write it as a YAML list: one '- item' per line, or [a, b])"
@@ -56,7 +62,7 @@ def _type_error(value: Any, kind: str) -> str | None:
             hint = " (quote it)"
         elif kind == "bool" and isinstance(value, str):
             hint = " (use true or false without quotes)"
-        return f"must be a {kind}, got {_kind_of(value)} {shown}{hint}"
+        return f"must be a {kind}, got {_kind_of(value)}{shown}{hint}"
     return None
 
 
@@ -66,7 +72,8 @@ def validate(name: str, value: Any, spec: dict[str, Any]) -> list[str]:
     if isinstance(value, str) and "{{" in value:
         return []
     kind = spec.get("type", "str")
-    err = _type_error(value, kind)
+    secret = _holds_secret(spec)
+    err = _type_error(value, kind, secret)
     if err:
         return [f"{name}: {err}"]
     problems: list[str] = []
@@ -78,7 +85,7 @@ def validate(name: str, value: Any, spec: dict[str, Any]) -> list[str]:
         for i, item in enumerate(value):
             item_name = f"{name}[{i}]"
             if elements:
-                err = _type_error(item, elements)
+                err = _type_error(item, elements, secret)
                 if err:
                     problems.append(f"{item_name}: {err}")
                     continue

@@ -45,6 +45,28 @@ def test_wrong_types_are_named(name, value, expected):
     assert expected in problems[0]
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("edge_cloud_password", 4711081542230815, "edge_cloud_password: must be a str, got int (quote it)"),
+        ("cloud_operators", [{"name": "ops", "password": 4711081542230815}],
+         "cloud_operators[0].password: must be a str, got int (quote it)"),
+        ("edge_gx_systems", {"password": "4711081542230815", "name": "main", "host": "192.0.2.1"},
+         "edge_gx_systems: must be a list, got dict"),
+        ("gxsim_mqtt_users", ["ovr:4711081542230815"], "gxsim_mqtt_users[0]: must be a dict, got str"),
+        ("edge_events_users", [{"name": "skipper", "password": ["4711081542230815"]}],
+         "edge_events_users[0].password: must be a str, got list"),
+    ],
+    ids=["password", "operator-password", "gx-list", "gxsim-user", "events-user-password"],
+)
+def test_wrong_types_of_secrets_do_not_print_them(name, value, expected):
+    """A value that is (or holds) a no_log option is named by its type only, never shown."""
+    problems = mod.check({name: value}, SPECS, [])
+    assert len(problems) == 1
+    assert "4711081542230815" not in problems[0]
+    assert expected in problems[0]
+
+
 def test_valid_values_pass():
     assert mod.check(
         {

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import struct
 import subprocess
 import time
 import urllib.parse
@@ -127,17 +128,34 @@ def test_daemons_are_sandboxed(cloud, unit, user, caps, rw):
 
 
 def test_listeners(cloud):
-    """VictoriaMetrics, the fleet's MQTT listener, the WebSocket listener and Caddy's admin API are
-    loopback only; the edges' MQTT and HTTPS are public."""
+    """VictoriaMetrics, the fleet's MQTT listener and the WebSocket listener are loopback only,
+    Caddy's admin API listens on no TCP port at all; the edges' MQTT and HTTPS are public."""
     listening: dict[int, set[str]] = {}
     for line in cloud.check_output("ss -Hltn").splitlines():
         addr, _, port = line.split()[3].rpartition(":")
         listening.setdefault(int(port), set()).add(addr)
-    for port in (8428, 1883, 9001, 2019):
+    for port in (8428, 1883, 9001):
         assert listening.get(port) == {"127.0.0.1"}, (port, listening.get(port))
+    assert 2019 not in listening, listening[2019]
     assert listening[8883] == {"0.0.0.0", "[::]"}
     for port in (80, 443):
         assert listening[port] == {"*"}
+
+
+def test_caddy_admin_api_is_for_caddy_and_root_only(cloud):
+    """Issue 10 item 10: the admin API (no authentication, loads any config) was on localhost:2019,
+    open to every local process, the ovr user's included."""
+    sock = "/run/caddy/admin.sock"
+    assert cloud.file(sock).is_socket
+    assert (cloud.file("/run/caddy").user, cloud.file("/run/caddy").mode) == ("caddy", 0o700)
+    out = cloud.run(f"setpriv --reuid=ovr --regid=ovr --clear-groups curl -s --max-time 3 --unix-socket {sock} http://caddy/config/")
+    assert out.rc != 0, out.stdout[:200]
+    out = cloud.run("setpriv --reuid=ovr --regid=ovr --clear-groups curl -s --max-time 3 http://127.0.0.1:2019/config/")
+    assert out.rc != 0, out.stdout[:200]
+    # Root still reaches it, and `systemctl reload caddy` (caddy reload through the socket) works.
+    assert cloud.run(f"curl -sf --max-time 3 --unix-socket {sock} http://caddy/config/ -o /dev/null").rc == 0
+    cloud.run_test("systemctl reload caddy")
+    assert cloud.service("caddy.service").is_running
 
 
 def test_wan_sees_only_https_and_mqtt():
@@ -289,6 +307,47 @@ def test_remote_write_is_stamped_with_the_authenticated_node(probe):
         probe.run("systemctl stop probe-vmagent-a")
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def remote_write_body(labels: dict[str, str], value: float, ts_ms: int) -> bytes:
+    """A Prometheus remote-write request (WriteRequest protobuf, snappy): one series, one sample."""
+    import cramjam
+
+    series = b"".join(_field(1, _field(1, k.encode()) + _field(2, v.encode())) for k, v in labels.items())
+    series += _field(2, b"\x09" + struct.pack("<d", value) + b"\x10" + _varint(ts_ms))
+    return bytes(cramjam.snappy.compress_raw(_field(1, series)))
+
+
+def test_protocol_handshake_never_carries_data_past_the_node_label(probe):
+    """Issue 10 item 3: `?get_vm_proto_version` went to VictoriaMetrics without extra_label, and
+    VictoriaMetrics 1.79 (Debian 12) ingests that request's body: a node wrote as another node.
+    Caddy now answers the handshake itself; a real remote-write body sent with it stores nothing."""
+    name = f"ovrtest_handshake_{RUN}"
+    body = remote_write_body({"__name__": name, "node_id": "edge-b"}, 7.0, int(time.time() * 1000))
+    subprocess.run(["podman", "exec", "-i", PROBE, "sh", "-c", "cat > /tmp/rw-body"], input=body, check=True)
+    a = node("edge-a")
+    curl = (f"curl -s --cacert {CA} -u {shlex.quote(a[0] + ':' + a[1])} -H 'Content-Encoding: snappy' "
+            "-H 'Content-Type: application/x-protobuf' --data-binary @/tmp/rw-body -w '\\n%{http_code}' ")
+    out = probe.check_output(curl + shlex.quote(f"{URL}/api/v1/write?get_vm_proto_version=1"))
+    assert out.splitlines() == ["1", "200"], out  # trixie's VictoriaMetrics speaks its own protocol
+    out = probe.check_output(curl + shlex.quote(f"{URL}/api/v1/write"))
+    assert out.strip() == "204", out
+    found = wait_for(lambda: export(probe, name), timeout=30, what=f"{name} written without the handshake")
+    assert [s["metric"]["node_id"] for s in found] == ["edge-a"]
+    assert len(found[0]["values"]) == 1, found  # the handshake's copy was never stored
+
+
 def test_remote_write_with_a_wrong_password_is_refused(probe):
     name = f"ovrtest_rw_bad_{RUN}"
     _vmagent(probe, "probe-vmagent-x", 8432, "edge-a", "not-the-password", "edge-a")
@@ -345,6 +404,29 @@ def test_node_publishes_only_under_its_own_id(cloud, probe):
     assert f"forged-{RUN}" not in seen
 
 
+def test_node_holds_no_retained_topics_beyond_the_protocols(cloud, probe):
+    """Issue 10 item 2: a node may create only its few protocol topics (a bound on the retained
+    topics one node can make), and cannot forge a command addressed to itself."""
+    a = node("edge-a", "mqtt")
+    for topic in (f"ovr/edge-a/junk-{RUN}", "ovr/edge-a/cmd/ack", f"ovr/edge-a/x/{RUN}"):
+        out = mqtt(probe, "mosquitto_pub", a, f"-q 1 -r -t {topic} -m forged-{RUN}", version="5")
+        assert "Not authorized" in out.stderr, (topic, out.stderr)
+    seen = fleet(cloud, "mosquitto_sub", "-v --retained-only -W 3 -t 'ovr/edge-a/#'").stdout
+    assert f"forged-{RUN}" not in seen
+
+
+def test_broker_drops_a_payload_over_its_size_limit(cloud, probe):
+    a = node("edge-a", "mqtt")
+    out = mqtt(probe, "mosquitto_pub", a, f"-q 1 -r -t ovr/edge-a/realtime -m small-{RUN}")
+    assert out.rc == 0, out.stderr
+    probe.check_output("head -c 4194400 /dev/zero | tr '\\0' x > /tmp/ovr-big-payload")
+    out = mqtt(probe, "mosquitto_pub", a, "-q 1 -r -t ovr/edge-a/realtime -f /tmp/ovr-big-payload")
+    assert out.rc == 0, out.stderr  # MQTT 3.1.1: the broker acknowledges and drops it
+    seen = fleet(cloud, "mosquitto_sub", "-v --retained-only -W 3 -t ovr/edge-a/realtime").stdout
+    assert seen.strip() == f"ovr/edge-a/realtime small-{RUN}", seen[:200]
+    fleet(cloud, "mosquitto_pub", "-r -n -t ovr/edge-a/realtime")
+
+
 def test_node_reads_only_what_is_addressed_to_it(cloud, probe):
     for topic in ("ovr/edge-a/cmd/align", "ovr/edge-b/cmd/align", "ovr/registry/events", f"ovr/events/{RUN}/end",
                   "ovr/edge-b/status"):
@@ -375,9 +457,9 @@ def test_a_node_cannot_take_over_another_nodes_session(cloud, probe):
 WS_SCRIPT = r"""
 import base64, json, sys, threading
 import paho.mqtt.client as mqtt
-http_user, mqtt_user, expect = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+http_user, mqtt_user, expect, client_id = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 result, connected, arrived = {"messages": []}, threading.Event(), threading.Event()
-c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, transport="websockets", client_id="probe-ws", reconnect_on_failure=False)
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, transport="websockets", client_id=client_id, reconnect_on_failure=False)
 headers = {"Authorization": "Basic " + base64.b64encode(":".join(http_user).encode()).decode()} if http_user else {}
 c.ws_set_options(path="/mqtt", headers=headers)
 c.tls_set(ca_certs="/tmp/cloud-ca.pem")
@@ -409,9 +491,9 @@ print(json.dumps(result))
 """
 
 
-def ws(probe, http_user, mqtt_user) -> dict:
+def ws(probe, http_user, mqtt_user, client_id: str = "probe-ws") -> dict:
     out = probe.run(f"python3 -c {shlex.quote(WS_SCRIPT)} {shlex.quote(json.dumps(http_user))} "
-                    f"{shlex.quote(json.dumps(mqtt_user))} live-{RUN}")
+                    f"{shlex.quote(json.dumps(mqtt_user))} live-{RUN} {shlex.quote(client_id)}")
     assert out.rc == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -432,3 +514,18 @@ def test_browser_mqtt_over_websocket(cloud, probe):
     assert not any(p == "from-operator" for _, p in seen["messages"])
     assert "from-operator" not in fleet(cloud, "mosquitto_sub", "-v --retained-only -W 2 -t ovr/edge-a/cmd/align").stdout
     fleet(cloud, "mosquitto_pub", "-r -n -t ovr/edge-a/realtime")
+
+
+def test_an_operator_cannot_take_over_a_nodes_session(cloud, probe):
+    """Issue 10 item 4: an operator (even a viewer) connecting on /mqtt with a node's client id
+    closed that node's bridge session, and with a clean session discarded its queued commands."""
+    a = node("edge-a", "mqtt")
+    session = "-c -i edge-a -q 1 -t 'ovr/edge-a/cmd/#' -v -W 5 -C 20"
+    mqtt(probe, "mosquitto_sub", a, session)  # the node's persistent session (drained), now offline
+    assert fleet(cloud, "mosquitto_pub", f"-q 1 -t ovr/edge-a/cmd/hold -m queued-{RUN}").rc == 0
+    since = cloud.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    assert ws(probe, list(operator()), list(operator()), client_id="edge-a").get("connack") == "Success"
+    log = cloud.check_output(f"journalctl -u mosquitto --since '{since}' -o cat")
+    assert "Client edge-a already connected" not in log and " as edge-a " not in log, log
+    out = mqtt(probe, "mosquitto_sub", a, session)  # the node comes back: its queue is intact
+    assert f"ovr/edge-a/cmd/hold queued-{RUN}" in out.stdout, (out.stdout, out.stderr)

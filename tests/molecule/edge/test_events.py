@@ -120,7 +120,7 @@ def test_control_write_changes_the_simulator_and_is_confirmed(edge, operator):
     # The simulator really has the new value: it reaches VictoriaMetrics through Telegraf.
     expr = f'last_over_time(victron_vebus_ac_activein_currentlimit_value{{system_id="{SYSTEM}",phase=""}}[1m])'
     wait_for(lambda: vm_last(edge, expr) == target, 60, 2, "the new current limit in the history plane")
-    entries = api(edge, "GET", "/api/audit?action=gx_write")[1]["entries"]
+    entries = api(edge, "GET", "/api/audit?action=gx_write", user=operator)[1]["entries"]  # the audit is for operators
     assert entries[0]["result"] == "confirmed" and entries[0]["actor"] == "molecule-op"
     # A viewer may not write.
     viewer = f"molecule-viewer:{secret('events-viewer')}"

@@ -80,8 +80,9 @@ def test_a_node_writing_as_another_lands_as_itself():
     rows = wait_for(lambda: series(CLOUD, f'ovr_fleet_forgery_value{{run="{RUN}"}}'), timeout=30,
                     what="the forged sample")
     assert [r["node_id"] for r in rows] == [EDGE_A]
-    # The protocol handshake vmagent makes is passed through, but it cannot carry data past the
-    # node label: on the Influx path it is an ordinary write, labelled as the sender.
+    # vmagent's protocol handshake cannot carry data past the node label: Caddy answers it on
+    # /api/v1/write itself (ADR 10), and on the Influx path it is an ordinary write, labelled as
+    # the sender.
     body2 = f"ovr_fleet_forgery2,node_id={EDGE_B},run={RUN} value=1"
     path = f"/write?get_vm_proto_version=1&extra_label=node_id={EDGE_B}"
     assert curl_write(EDGE_A, EDGE_A, secret(EDGE_A, "remote_write"), body2, path) == 204

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from evlib import OPERATOR, VIEWER
 from hypothesis import HealthCheck
 from hypothesis import settings as hsettings
 from ovr_events.api import create_app
+from ovr_events.api.common import ok
 from ovr_events.config import Settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -62,17 +64,22 @@ def api_app(tmp_path_factory: pytest.TempPathFactory):
     return make_app(s)
 
 
-def _fuzz(operation: object) -> None:
+def _fuzz(operation: object, api_app: object) -> None:
     """Run one operation's generated cases (one closure per operation)."""
     from hypothesis import given
 
     # An upload's bytes are schema-valid whatever they are; only real images are accepted (415
     # otherwise, checked below), so that one check does not apply to it.
     excluded = [positive_data_acceptance] if operation.label == "POST /api/photos" else []  # type: ignore[attr-defined]
+    # Generated logins and schemathesis' invalid credentials fail, and failures back off (429):
+    # each case starts with none, so it tests the contract (the back-off: test_login_throttle.py).
+    store = api_app.extensions["ovr"].store
 
     @given(case=operation.as_strategy())  # type: ignore[attr-defined]
     @hsettings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def run(case: schemathesis.Case) -> None:
+        with store.tx() as c:
+            c.execute("DELETE FROM login_failures")
         case.call_and_validate(headers=OP, excluded_checks=excluded)
 
     run()
@@ -88,7 +95,7 @@ def test_api_conforms_to_openapi(api_app):
         operation = result.ok()
         ops += 1
         try:
-            _fuzz(operation)
+            _fuzz(operation, api_app)
         except (Exception, BaseExceptionGroup) as exc:  # collect every operation's failure, report them together
             failures.append(f"{operation.label}: {str(exc)[:1500]}")
     assert ops >= 30
@@ -96,7 +103,24 @@ def test_api_conforms_to_openapi(api_app):
 
 
 # ---- explicit checks ----------------------------------------------------------------------
-MUTATING = [
+# ---- the authorization matrix, generated from the app's routes ------------------------------
+# Routes anyone may call, each with the reason. Every other route must carry @require(...), and
+# the tests below call every one of them: a new route without authorization fails the suite.
+PUBLIC = {
+    ("GET", "/health"): "liveness, reveals the version only",
+    ("GET", "/api/health"): "the same under /api",
+    ("GET", "/api/openapi.json"): "the contract",
+    ("POST", "/api/auth/login"): "logging in (throttled)",
+    ("POST", "/api/auth/logout"): "clears the caller's own session",
+    ("GET", "/api/auth/me"): "answers 401 itself when nobody is logged in",
+}
+# Reads that need more than the viewer role, whatever OVR_EVENTS_PUBLIC_READ says.
+OPERATOR_READS = {"/api/audit": "failed logins: names tried and from where"}
+# A sample value per URL argument; a route with a new argument name fails until it has one here.
+ARG_SAMPLES = {"event_id": "00000000-0000-0000-0000-000000000000", "system_id": "pro-1", "note_id": "1", "photo_id": "1",
+               "report_id": "00000000-0000-0000-0000-000000000000", "write_id": "00000000-0000-0000-0000-000000000000"}
+# The list this matrix replaced (kept by hand, it had missed three routes): still all covered.
+HAND_KEPT = [
     ("post", "/api/events"), ("post", "/api/events/end-all"), ("post", "/api/gx/settings"), ("post", "/api/notes"),
     ("post", "/api/photos"), ("delete", "/api/photos/1"), ("patch", "/api/photos/1"), ("delete", "/api/notes/1"),
     ("post", "/api/reports"), ("post", "/api/events/00000000-0000-0000-0000-000000000000/end"),
@@ -104,14 +128,78 @@ MUTATING = [
 ]
 
 
+def route_table(app) -> list[tuple[str, str, str, str | None]]:
+    """(method, rule, a concrete path, the role its @require names) for every route but Flask's static one."""
+    out = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        missing = rule.arguments - ARG_SAMPLES.keys()
+        assert not missing, f"{rule.rule}: add a sample value for {sorted(missing)} to ARG_SAMPLES"
+        path = rule.build({a: ARG_SAMPLES[a] for a in rule.arguments}, append_unknown=False)[1]
+        role = getattr(app.view_functions[rule.endpoint], "_ovr_auth", None)
+        out.extend((m, rule.rule, path, role) for m in sorted(rule.methods - {"HEAD", "OPTIONS"}))
+    return sorted(out)
+
+
+def unguarded(app) -> list[tuple[str, str]]:
+    return [(m, rule) for m, rule, _, role in route_table(app) if role is None and (m, rule) not in PUBLIC]
+
+
+def _route_app():
+    from ovr_events.auth import sync_users
+
+    tmp = Path(tempfile.mkdtemp(prefix="ovr-events-routes-"))
+    sync_users(tmp / "users.json", [{"name": OPERATOR[0], "password": OPERATOR[1], "role": "operator"},
+                                    {"name": VIEWER[0], "password": VIEWER[1], "role": "viewer"}])
+    (tmp / "gx_systems.json").write_text(json.dumps({"systems": [{"name": "gx1", "system_id": "pro-1",
+                                                                   "portal_id": "c0ffee0000e1"}]}))
+    return make_app(Settings(node_id="edge-t", data_dir=tmp / "data", run_dir=tmp / "run", users_file=tmp / "users.json",
+                             gx_systems=tmp / "gx_systems.json", gx_inventory=tmp / "inv.json", control_file=tmp / "c.json",
+                             vm_url="http://127.0.0.1:9", vmagent_url="http://127.0.0.1:9", vm_timeout=1.0, public_read=False))
+
+
+ROUTE_APP = _route_app()  # reads are not public here
+ROUTES = route_table(ROUTE_APP)
+MUTATING = [(m, path) for m, rule, path, _ in ROUTES if m not in ("GET",) and (m, rule) not in PUBLIC]
+READS = [(rule, path) for m, rule, path, _ in ROUTES if m == "GET" and (m, rule) not in PUBLIC]
+
+
+def test_every_route_is_guarded_or_public_with_a_reason():
+    assert unguarded(ROUTE_APP) == []
+    assert set(PUBLIC) <= {(m, rule) for m, rule, _, _ in ROUTES}, "PUBLIC names a route that no longer exists"
+    assert {(m.upper(), p) for m, p in HAND_KEPT} <= set(MUTATING)
+    assert len(MUTATING) >= 14 and len(READS) >= 20
+
+
+def test_the_matrix_finds_a_route_without_authorization(settings: Settings):
+    app = make_app(settings)
+    app.add_url_rule("/api/forgotten/<event_id>", "forgotten", lambda event_id: ok({}), methods=["POST"])
+    assert unguarded(app) == [("POST", "/api/forgotten/<event_id>")]
+
+
 @pytest.mark.parametrize(("method", "path"), MUTATING)
 def test_mutating_endpoints_refuse_anonymous_and_viewers(client, method, path):
+    method = method.lower()
     r = getattr(client, method)(path, json={})
     assert r.status_code == 401 and "error" in r.get_json()
     r = getattr(client, method)(path, json={}, headers=basic(VIEWER))
     assert r.status_code == 403 and "viewer" in r.get_json()["error"]
     r = getattr(client, method)(path, json={}, headers=basic((OPERATOR[0], "wrong-password")))
     assert r.status_code == 401
+
+
+@pytest.mark.parametrize(("rule", "path"), READS)
+def test_reads_need_a_viewer_when_not_public(rule, path):
+    c = ROUTE_APP.test_client()
+    r = c.get(path)
+    assert r.status_code == 401 and "authentication required" in r.get_json()["error"]
+    r = c.get(path, headers=basic(VIEWER))
+    if rule in OPERATOR_READS:
+        assert r.status_code == 403 and "operator" in r.get_json()["error"]
+        assert c.get(path, headers=OP).status_code == 200
+    else:
+        assert r.status_code not in (401, 403), (r.status_code, r.get_data(as_text=True)[:200])
 
 
 def test_session_login_for_the_dashboard(client):
@@ -170,7 +258,7 @@ def test_control_write_is_queued_and_audited(client):
     w = r.get_json()["write"]
     assert w["state"] == "queued" and w["value"] == 4 and w["before"] == 3
     assert client.get(f"/api/gx/writes/{w['id']}").get_json()["write"]["state"] == "queued"
-    audit = client.get("/api/audit?action=gx_write_request").get_json()["entries"]
+    audit = client.get("/api/audit?action=gx_write_request", headers=OP).get_json()["entries"]  # operators only
     assert audit[0]["actor"] == "tech" and audit[0]["before"] == {"value": 3.0} and audit[0]["after"] == {"value": 4.0}
 
 
@@ -187,6 +275,28 @@ def test_event_lifecycle_over_http(client):
     assert client.post(f"/api/events/{eid}/end", headers=OP).status_code == 409
     notes = client.get(f"/api/notes?event_id={eid}").get_json()["notes"]
     assert notes[0]["text"] == "setting up"
+
+
+def test_report_html_is_served_sandboxed(client, settings: Settings):
+    """The report is a page on the dashboard's origin: no scripts, forms, top navigation, base
+    or framing, even if something in it slipped past the escaping."""
+    eid = client.post("/api/events", headers=OP, json={"systems": ["pro-1"], "name": "Fest"}).get_json()["event"]["id"]
+    rid = client.post(f"/api/events/{eid}/end", headers=OP).get_json()["report_id"]
+    from ovr_events.store import Store
+
+    with Store(settings.db_path).tx() as c:
+        c.execute("UPDATE reports SET state = 'done' WHERE id = ?", (rid,))
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    (settings.reports_dir / f"{rid}.html").write_text("<p>report</p><img src='/api/photos/1/file'>")
+    r = client.get(f"/api/reports/{rid}/html")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    csp = [d.strip() for d in r.headers["Content-Security-Policy"].split(";")]
+    assert csp[0].startswith("sandbox") and not {"allow-scripts", "allow-forms", "allow-top-navigation",
+                                                 "allow-popups"} & set(csp[0].split())
+    for d in ("default-src 'none'", "img-src 'self'", "style-src 'unsafe-inline'", "form-action 'none'", "base-uri 'none'",
+              "frame-ancestors 'none'"):
+        assert d in csp, d
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

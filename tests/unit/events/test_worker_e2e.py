@@ -109,7 +109,7 @@ def test_control_round_trip_is_confirmed_quickly(world, setting, value, expect):
     assert elapsed < 2.0, f"confirmed after {elapsed:.2f}s"
     s = wait_for(lambda: live(world["client"]), 5)
     assert wait_for(lambda: live(world["client"])["controls"][setting]["value"] == expect, 5)
-    entries = world["client"].get("/api/audit?action=gx_write").get_json()["entries"]
+    entries = world["client"].get("/api/audit?action=gx_write", headers=OP).get_json()["entries"]  # operators only
     assert entries[0]["result"] == "confirmed" and entries[0]["actor"] == OPERATOR[0]
     assert s["system_id"] == "pro-1"
 
@@ -215,3 +215,25 @@ def test_a_control_value_that_goes_blank_is_read_back_from_the_gx(world, payload
         assert len(reads.on(f"R/{PORTAL}/{LIMIT_KEY}")) == 1
     finally:
         reads.close()
+
+
+def test_a_hostile_gx_payload_is_dropped_and_the_gx_keeps_flowing(world):
+    """Issue 10 item 2: a payload nested 30,000 deep (inside the 64 KiB cap) used to raise
+    RecursionError in paho's network thread, which died silently: live data froze."""
+    client = world["client"]
+    wait_for(lambda: live(client), 15)
+    topic = f"N/{PORTAL}/battery/999/Alarms/HighTemperature"
+    pub = Collector(world["broker"].port, ["test/none"])
+    try:
+        for bad in (b'{"value":' + b"[" * 30_000 + b"]" * 30_000 + b"}", b'{"value":NaN}', b'{"value":1e999}'):
+            pub.client.publish(topic, bad, qos=1).wait_for_publish(5)
+        pub.client.publish(topic, b'{"value":2}', qos=1).wait_for_publish(5)
+
+        def alarm():
+            s = live(client)
+            return s and [a for a in s["alarms"] if a["instance"] == "999"] and s
+        s = wait_for(alarm, 5, 0.05, "the alarm published after the hostile payloads")
+        assert s["dropped_messages"] >= 3
+        pub.client.publish(topic, b"", qos=1).wait_for_publish(5)
+    finally:
+        pub.close()

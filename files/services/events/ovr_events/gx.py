@@ -137,10 +137,15 @@ class GxConnection:
         if not msg.topic.startswith(prefix):
             return
         rest = msg.topic[len(prefix):]
-        with self.lock:
-            self.cache.handle(rest, msg.payload)
-        if self.on_change is not None:
-            self.on_change(self, rest)
+        try:
+            with self.lock:
+                self.cache.handle(rest, msg.payload)
+            if self.on_change is not None:
+                self.on_change(self, rest)
+        except Exception:  # paho's network thread dies with an uncaught error: never for one message
+            with self.lock:
+                self.cache.malformed += 1
+            log.exception("gx %s: message on %s dropped", self.target.name, msg.topic[:200])
 
     def tick(self) -> None:
         """Called every snapshot period: keep the GX publishing, read back what went unknown."""

@@ -17,6 +17,7 @@ dashboard shows. Rules that fix the original service's bugs:
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from typing import Any
@@ -54,13 +55,28 @@ SUBSCRIPTIONS = ("system/0/#", "vebus/#", "gps/#", "battery/+/Alarms/#", "batter
 _MISSING = object()
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
 def parse_payload(payload: bytes) -> Any:
-    """The value of a Venus payload; _MISSING for an empty payload; raises ValueError if malformed."""
+    """The value of a Venus payload; _MISSING for an empty payload; raises ValueError if malformed
+    (too large, not JSON, nested too deeply, NaN or Infinity, not a Venus value object)."""
     if not payload or not payload.strip():
         return _MISSING
     if len(payload) > 65536:
         raise ValueError("payload too large")
-    doc = json.loads(payload)
+    try:
+        doc = json.loads(payload, parse_float=_finite, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("payload nested too deeply") from None
     if not isinstance(doc, dict) or "value" not in doc:
         raise ValueError("not a Venus value object")
     value = doc["value"]
@@ -289,4 +305,5 @@ class GxCache:
             "ts": None if self.last_message is None else int(self.last_message * 1000),
             "age_s": None if age is None else round(age, 3),
             "stale": age is None or age > stale_seconds,
+            "dropped_messages": self.malformed,
         }

@@ -125,6 +125,15 @@ MIGRATIONS: list[str] = [
         applied_at  INTEGER NOT NULL
     );
     """,
+    # 2: failed password checks per client address / user name (throttle.py), shared by the workers.
+    """
+    CREATE TABLE login_failures (
+        key         TEXT PRIMARY KEY,              -- addr:<client address> | user:<name>
+        failures    INTEGER NOT NULL,
+        last_at     INTEGER NOT NULL,              -- ms
+        blocked_until INTEGER NOT NULL             -- ms, no attempt before this
+    );
+    """,
 ]
 
 

@@ -121,6 +121,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     vm_url = get("vm_url").rstrip("/")
     if not re.match(r"^https?://[^/\s]+$", vm_url):
         raise SettingsError(f"OVR_VM_URL={vm_url!r}: expected http://host:port")
+    url_template = get("node_url_template")
+    if url_template and not re.match(r"^https?://[^/\s?#]+[^\s]*$", url_template):
+        raise SettingsError(f"OVR_FLEET_NODE_URL_TEMPLATE={url_template!r}: expected an absolute http(s) URL, "
+                            "e.g. https://{node_id}.example.org/ (cloud_fleet_node_url_template)")
     log_level = get("log_level").upper()
     if log_level not in LOG_LEVELS:
         raise SettingsError(f"OVR_FLEET_LOG_LEVEL={log_level!r}: one of {', '.join(LOG_LEVELS)}")
@@ -151,7 +155,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         align_auto=align_auto,
         align_review=align_review,
         registry_ended_days=_number("OVR_FLEET_REGISTRY_ENDED_DAYS", get("registry_ended_days"), 0),
-        node_url_template=get("node_url_template"),
+        node_url_template=url_template,
         history_max_days=_number("OVR_FLEET_HISTORY_MAX_DAYS", get("history_max_days"), 0.01, 3660),
         history_max_points=int(_number("OVR_FLEET_HISTORY_MAX_POINTS", get("history_max_points"), 10, 100000)),
         metric_suffix=suffix,

@@ -12,6 +12,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 from . import protocol, registry
 from .config import Settings
@@ -37,6 +38,26 @@ def _alarm_count(value: Any) -> int:
     return int(n) if n and n > 0 else 0
 
 
+def _scalar(value: Any) -> str | float | bool | None:
+    if isinstance(value, bool) or value is None:
+        return value
+    return protocol.text(value, 64) if isinstance(value, str) else protocol.number(value)
+
+
+def _alarms(value: Any) -> list[Any] | dict[str, Any]:
+    """A node's alarms, kept to what the map shows: up to 32 entries, each a scalar or a flat
+    object of up to 8 scalar fields (nothing nested, no NaN, bounded text)."""
+    def entry(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k)[:32]: _scalar(x) for k, x in list(v.items())[:8] if not isinstance(x, list | dict)}
+        return None if isinstance(v, list) else _scalar(v)
+    if isinstance(value, dict):
+        return {str(k)[:64]: entry(v) for k, v in list(value.items())[:32]}
+    if isinstance(value, list):
+        return [entry(v) for v in value[:32]]
+    return []
+
+
 def normalize_systems(raw: Any) -> list[dict[str, Any]]:
     """systems as a list of objects (or a map by system_id) -> a list of known fields only."""
     items: list[tuple[str, Any]] = []
@@ -57,8 +78,8 @@ def normalize_systems(raw: Any) -> list[dict[str, Any]]:
             "voltage": protocol.number(s.get("voltage")),
             "power_in": protocol.number(s.get("power_in", s.get("pin"))),
             "power_out": protocol.number(s.get("power_out", s.get("pout"))),
-            "mode": s.get("mode") if isinstance(s.get("mode"), str | int | float) and not isinstance(s.get("mode"), bool) else None,
-            "alarms": alarms if isinstance(alarms, list | dict) else [],
+            "mode": None if isinstance(s.get("mode"), bool) else _scalar(s.get("mode")),
+            "alarms": _alarms(alarms),
             "alarms_count": _alarm_count(alarms),
             "gps": {"lat": gps[0], "lon": gps[1], "ts": gps[2]} if gps else None,
             "stale": bool(s.get("stale")),
@@ -107,7 +128,9 @@ def ingest_bridge(conn: sqlite3.Connection, node_id: str, payload: bytes) -> Non
         (node_id, state, now_ms()))
 
 
-def ingest_realtime(conn: sqlite3.Connection, node_id: str, data: dict[str, Any]) -> None:
+def ingest_realtime(conn: sqlite3.Connection, node_id: str, data: dict[str, Any]) -> list[str]:
+    """Store a realtime summary; returns what was refused from it (the rest is kept)."""
+    refused = []
     systems = normalize_systems(data.get("systems"))
     fixes = [(s["gps"]["ts"] or 0, s["gps"]) for s in systems if s["gps"]]
     node_gps = _gps(data.get("gps"))
@@ -120,7 +143,9 @@ def ingest_realtime(conn: sqlite3.Connection, node_id: str, data: dict[str, Any]
     pin = [s["power_in"] for s in systems if s["power_in"] is not None]
     pout = [s["power_out"] for s in systems if s["power_out"] is not None]
     canonical = sorted({registry.resolve_local(conn, node_id, i) or i for i in _event_ids(data)})
-    url = protocol.text(data.get("ui_url"), 300)
+    url = protocol.http_url(data.get("ui_url"))
+    if url is None and data.get("ui_url") is not None:
+        refused.append(f"ui_url {str(data.get('ui_url'))[:80]!r} is not an absolute http(s) URL; ignored")
     conn.execute(
         "INSERT INTO nodes (node_id, deployment_id, state, realtime_at, realtime_ts, systems, active_events, gps_lat, gps_lon, "
         "gps_at, soc, power_in, power_out, alarms, ui_url) VALUES (?, ?, 'online', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -134,6 +159,7 @@ def ingest_realtime(conn: sqlite3.Connection, node_id: str, data: dict[str, Any]
          json.dumps(canonical), gps["lat"] if gps else None, gps["lon"] if gps else None, gps_at,
          socs[0] if socs else None, sum(pin) if pin else None, sum(pout) if pout else None,
          sum(s["alarms_count"] for s in systems), url))
+    return refused
 
 
 def sync_vm_labels(conn: sqlite3.Connection, label_sets: list[dict[str, str]]) -> int:
@@ -208,7 +234,9 @@ def _nodes(conn: sqlite3.Connection, settings: Settings, deployment_id: str | No
         else:
             lat = lon = None
             source = "none"
-        url = (r[15] if r else None) or (template.replace("{node_id}", nid).replace("{deployment_id}", dep) if template else None)
+        # A stored URL is checked again (rows from before ui_url was checked on arrival).
+        url = (protocol.http_url(r[15]) if r else None) or (
+            template.replace("{node_id}", quote(nid, safe="")).replace("{deployment_id}", quote(dep, safe="")) if template else None)
         yield {
             "node_id": nid, "deployment_id": dep, "state": state, "online": state == "online",
             "version": r[3] if r else None, "last_seen": heard or None,

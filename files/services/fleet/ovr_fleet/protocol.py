@@ -11,6 +11,7 @@ import math
 import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import SCHEMA
 
@@ -52,13 +53,32 @@ def split_topic(topic: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
+# Largest magnitude a number from a node may have: a sum of millions of them stays finite.
+MAX_MAGNITUDE = 1e15
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def decode(payload: bytes, limit: int) -> dict[str, Any]:
+    """A node's JSON object; BadMessage if too large, not JSON, nested too deeply, with NaN or
+    Infinity, or not an object."""
     if len(payload) > limit:
         raise BadMessage(f"payload of {len(payload)} bytes is over the limit of {limit}")
     try:
-        data = json.loads(payload)
+        data = json.loads(payload, parse_float=_finite, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadMessage(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise BadMessage("JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise BadMessage("not a JSON object")
     return data
@@ -85,9 +105,14 @@ def ts_ms(value: Any) -> int | None:
 
 
 def number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    """A finite number of plausible size as float, else None (NaN, Infinity, 1e300, bools, text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float range
+        return None
+    return v if math.isfinite(v) and abs(v) <= MAX_MAGNITUDE else None
 
 
 def text(value: Any, limit: int = 200) -> str | None:
@@ -95,6 +120,21 @@ def text(value: Any, limit: int = 200) -> str | None:
         return None
     value = value.strip()
     return value[:limit] if value else None
+
+
+def http_url(value: Any, limit: int = 300) -> str | None:
+    """An absolute http(s) URL with a host, as is; None for anything else (javascript:, data:,
+    relative, with spaces or control characters) — a link an operator clicks must not run code."""
+    if not isinstance(value, str) or not 0 < len(value) <= limit or any(c <= " " or c in "\x7f\\" for c in value):
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return value
 
 
 def event_ref(data: dict[str, Any]) -> dict[str, Any]:

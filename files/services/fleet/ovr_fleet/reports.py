@@ -9,7 +9,10 @@ import sqlite3
 from typing import Any
 
 from . import outbox, protocol, registry
+from .htmlclean import clean_html
 from .store import now_ms
+
+__all__ = ["clean_html"]
 
 
 def ingest(conn: sqlite3.Connection, node_id: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -24,6 +27,9 @@ def ingest(conn: sqlite3.Connection, node_id: str, data: dict[str, Any]) -> dict
     body_text = json.dumps(body, separators=(",", ":"), sort_keys=True)
     digest = data.get("hash") if isinstance(data.get("hash"), str) else "sha256:" + hashlib.sha256(body_text.encode()).hexdigest()
     page = data.get("html") if isinstance(data.get("html"), str) else None
+    refused: list[str] = []
+    if page is not None:
+        page, refused = clean_html(page)
     canonical = registry.resolve_local(conn, node_id, ref["id"]) or ref["id"]
     row = conn.execute("SELECT node_id, hash FROM reports WHERE report_id = ?", (report_id,)).fetchone()
     if row is not None and row["node_id"] != node_id:
@@ -39,7 +45,10 @@ def ingest(conn: sqlite3.Connection, node_id: str, data: dict[str, Any]) -> dict
             (report_id, node_id, canonical, ref["id"], protocol.text(data.get("system_id"), 128), digest,
              protocol.ts_ms(data.get("generated_at", data.get("ts"))), now_ms(), body_text, page))
     outbox.enqueue(conn, protocol.ack_topic(node_id), protocol.payload(report_id=report_id, hash=digest, status=status))
-    return {"report_id": report_id, "event_id": canonical, "status": status}
+    result = {"report_id": report_id, "event_id": canonical, "status": status}
+    if refused:
+        result["refused"] = refused
+    return result
 
 
 def _meta(row: sqlite3.Row) -> dict[str, Any]:
@@ -73,6 +82,11 @@ def get(conn: sqlite3.Connection, report_id: str) -> sqlite3.Row:
     if row is None:
         raise registry.NotFound(f"no report {report_id!r} (GET /api/reports lists them)")
     return row
+
+
+def report_html(row: sqlite3.Row) -> str | None:
+    """A report's HTML as served: cleaned again, for rows stored before cleaning on arrival existed."""
+    return clean_html(row["html"])[0] if row["html"] else None
 
 
 def report_json(row: sqlite3.Row) -> dict[str, Any]:
@@ -124,9 +138,10 @@ def aggregate_html(conn: sqlite3.Connection, event_id: str) -> str:
     for node in agg["node_reports"]:
         row = get(conn, node["report_id"])
         parts.append(f"<h2>{esc(node['node_id'])}{' · ' + esc(node['system_id']) if node['system_id'] else ''}</h2>")
-        if row["html"]:
-            # The node's own page, embedded without scripts or same-origin rights.
-            parts.append(f"<iframe sandbox srcdoc=\"{esc(row['html'], quote=True)}\"></iframe>")
+        page = report_html(row)
+        if page:
+            # The node's own page (cleaned), embedded without scripts or same-origin rights.
+            parts.append(f"<iframe sandbox srcdoc=\"{esc(page, quote=True)}\"></iframe>")
         else:
             parts.append(f"<pre>{esc(json.dumps(json.loads(row['body']), indent=2))}</pre>")
     parts.append("</body></html>")

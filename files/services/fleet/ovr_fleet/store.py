@@ -119,6 +119,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL;
     CREATE TABLE worker_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 2: tiles counted per operator (who sent POST /api/tiles/usage), for the per-operator cap
+    """
+    CREATE TABLE tile_sources (
+        month TEXT NOT NULL, provider TEXT NOT NULL, source TEXT NOT NULL,
+        total INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+        PRIMARY KEY (month, provider, source)
+    );
+    """,
 ]
 
 

@@ -30,6 +30,18 @@ from .store import connect, migrate, tx
 log = logging.getLogger("ovr_fleet.web")
 DEPLOYMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_BODY = 1_000_000
+# The only change a viewer may make: its map counting the tiles it loaded (bounded in tiles.py).
+# Everything else that is not a read, the tile budget's preferred provider included, needs admin.
+VIEWER_MAY = frozenset({("POST", "/api/tiles/usage")})
+
+
+def page_headers(extra: str) -> dict[str, str]:
+    """Headers of an HTML page built from node data (docs/adr/0009-report-html-sandbox.md): a
+    sandbox without scripts, forms, popups or top navigation (an opaque origin, so it can not use
+    the operator's credentials), nothing loaded but `extra`, no base, no form target, no framing."""
+    csp = (f"sandbox; default-src 'none'; style-src 'unsafe-inline'; {extra}; form-action 'none'; base-uri 'none'; "
+           "frame-ancestors 'none'")
+    return {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
 class ApiError(Exception):
@@ -100,7 +112,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             resp.headers["WWW-Authenticate"] = 'Basic realm="ovr-tele operators"'
             raise _Abort(resp)
         g.operator = who
-        if request.method not in ("GET", "HEAD", "OPTIONS") and not who.is_admin and request.path != "/api/tiles/usage":
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not who.is_admin and (request.method, request.path) not in VIEWER_MAY:
             raise ApiError(403, f"operator {who.name} is a viewer: changing things needs the admin role")
 
     @app.errorhandler(_Abort)
@@ -322,8 +334,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def aggregate_html(event_id: str) -> Response:
         event_id_ok(event_id)
         page = logic(lambda: reports.aggregate_html(db(), event_id))
-        csp = "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'"
-        return Response(page, mimetype="text/html", headers={"Content-Security-Policy": csp})
+        return Response(page, mimetype="text/html", headers=page_headers("frame-src 'self'"))
 
     @app.get("/api/alignments")
     def alignments() -> Response:
@@ -359,10 +370,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     def report_html(report_id: str) -> Response:
         _check(report_id, registry.protocol.ID_RE, "report id")
         row = logic(lambda: reports.get(db(), report_id))
-        if not row["html"]:
+        page = reports.report_html(row)
+        if not page:
             raise ApiError(404, f"report {report_id} has no HTML; GET /api/reports/{report_id} has its JSON")
-        return Response(row["html"], mimetype="text/html", headers={"Content-Security-Policy": "default-src 'none'; "
-                                                                    "style-src 'unsafe-inline'; img-src data:"})
+        return Response(page, mimetype="text/html", headers=page_headers("img-src data:"))
 
     # ---- map tiles --------------------------------------------------------------------
     def provider_ok(value: Any) -> str:
@@ -374,21 +385,25 @@ def create_app(settings: Settings | None = None) -> Flask:
     def tiles_status() -> Response:
         dep = arg("deployment_id", DEPLOYMENT_RE) or settings.default_deployment
         month = arg("month", tiles.MONTH_RE)
-        return jsonify(tiles.status(db(), settings, dep, month))
+        return jsonify(tiles.status(db(), settings, dep, month, source=actor().name))
 
     @app.post("/api/tiles/usage")
     def tiles_usage() -> Response:
         data = body()
         provider = provider_ok(data.get("provider"))
         count = data.get("count")
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1_000_000:
-            raise ApiError(400, "count must be an integer from 1 to 1000000")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= tiles.MAX_PER_CALL:
+            raise ApiError(400, f"count must be an integer from 1 to {tiles.MAX_PER_CALL} "
+                                f"(a call counts at most {tiles.MAX_PER_CALL} tiles; report every minute or so)")
         node_id = data.get("node_id", "fleet-map")
         _check(node_id, registry.protocol.NODE_RE, "node_id")
         dep = data.get("deployment_id", settings.default_deployment)
         _check(dep, DEPLOYMENT_RE, "deployment_id")
         with tx(db()) as conn:
-            return jsonify(tiles.add_usage(conn, provider, node_id, dep, count))
+            try:
+                return jsonify(tiles.add_usage(conn, provider, node_id, dep, count, source=actor().name, settings=settings))
+            except tiles.OverLimit as exc:
+                raise ApiError(400, str(exc), **exc.extra) from None
 
     @app.put("/api/tiles/preferred")
     def tiles_preferred() -> Response:

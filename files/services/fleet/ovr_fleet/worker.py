@@ -25,12 +25,16 @@ from .store import migrate, now_ms, open_db, tx
 
 log = logging.getLogger("ovr_fleet.worker")
 
+# What a node's message can be refused with (logged as a warning; anything else is a bug).
+DROPPED = (protocol.BadMessage, registry.Invalid, registry.Conflict, registry.NotFound)
+
 
 @dataclass
 class Stats:
     received: int = 0
     handled: int = 0
     dropped: int = 0
+    refused: int = 0  # handled messages with a part refused (a bad ui_url, report HTML cleaned)
     published: int = 0
     last: dict[str, Any] = field(default_factory=dict)
 
@@ -53,8 +57,8 @@ def handle(conn: sqlite3.Connection, settings: Settings, topic: str, payload: by
         fleet.ingest_status(conn, node_id, data)
         return None
     if kind == "realtime":
-        fleet.ingest_realtime(conn, node_id, data)
-        return None
+        refused = fleet.ingest_realtime(conn, node_id, data)
+        return {"node_id": node_id, "refused": refused} if refused else None
     dep = fleet.node_deployment(conn, node_id, settings.default_deployment)
     if kind == "events":
         return registry.handle_lifecycle(conn, node_id, dep, data, settings.align_auto, settings.align_review)
@@ -131,21 +135,23 @@ class Worker:
                 self.conn.execute("SAVEPOINT msg")
                 try:
                     result = handle(self.conn, self.settings, topic, payload)
-                    self.conn.execute("RELEASE msg")
-                    self.stats.handled += 1
-                    if result:
-                        self.stats.last = result
-                        log.info("%s: %s", topic, result)
-                except protocol.BadMessage as exc:
+                except Exception as exc:  # one message never costs the batch, nor stops the worker
                     self.conn.execute("ROLLBACK TO msg")
                     self.conn.execute("RELEASE msg")
                     self.stats.dropped += 1
-                    log.warning("dropped %s: %s", topic, exc)
-                except (registry.Invalid, registry.Conflict, registry.NotFound) as exc:
-                    self.conn.execute("ROLLBACK TO msg")
-                    self.conn.execute("RELEASE msg")
-                    self.stats.dropped += 1
-                    log.warning("dropped %s: %s", topic, exc)
+                    if isinstance(exc, DROPPED):
+                        log.warning("dropped %s: %s", topic[:200], exc)
+                    else:  # a bug met by this message: its traceback is for us
+                        log.exception("dropped %s: unexpected error", topic[:200])
+                    continue
+                self.conn.execute("RELEASE msg")
+                self.stats.handled += 1
+                if result and result.get("refused"):
+                    self.stats.refused += 1
+                    log.warning("%s: refused %s", topic, "; ".join(result["refused"]))
+                if result:
+                    self.stats.last = result
+                    log.info("%s: %s", topic, result)
         return len(batch)
 
     def drain_outbox(self) -> int:

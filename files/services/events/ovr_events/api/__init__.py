@@ -65,6 +65,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         resp.status_code = exc.status
         if exc.status == 401:
             resp.headers["WWW-Authenticate"] = 'Session realm="ovr-events"'
+        if "retry_after" in exc.extra:
+            resp.headers["Retry-After"] = str(exc.extra["retry_after"])
         return resp
 
     @app.errorhandler(HTTPException)

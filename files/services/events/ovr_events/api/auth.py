@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, session
 
-from .common import ApiError, body, ctx, current_user, ok
+from .common import ApiError, body, check_password, client_address, ctx, current_user, ok
 
 bp = Blueprint("auth", __name__)
 
@@ -15,9 +15,9 @@ def login():
     name, password = doc.get("username"), doc.get("password")
     if not isinstance(name, str) or not isinstance(password, str) or not name or len(name) > 64 or len(password) > 1024:
         raise ApiError(400, "username and password are required strings")
-    user = ctx().users.verify(name, password)
+    user = check_password(name, password)
     if user is None:
-        ctx().store.audit(name[:64], "login", result="refused", error="bad credentials")
+        ctx().store.audit(name[:64], "login", result="refused", error="bad credentials", detail={"address": client_address()})
         raise ApiError(401, "wrong username or password")
     session.clear()
     session["user"] = user.name

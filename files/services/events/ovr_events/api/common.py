@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -15,11 +16,14 @@ from typing import Any
 
 from flask import current_app, g, jsonify, request, session
 
+from .. import throttle
 from ..auth import User, Users
 from ..config import ID_RE, Settings
 from ..control import ControlPolicy
 from ..events import Events
-from ..store import Store
+from ..store import Store, now_ms
+
+log = logging.getLogger("ovr_events.api")
 
 
 class ApiError(Exception):
@@ -115,13 +119,47 @@ def ctx() -> Ctx:
 
 
 # ---- authentication ----------------------------------------------------------------------
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def client_address() -> str:
+    """The client's address: the peer's, or, when the peer is the local reverse proxy, the last
+    X-Forwarded-For entry (the one the proxy appended; entries before it are the client's word)."""
+    peer = request.remote_addr or "unknown"
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if peer in LOOPBACK and forwarded.strip():
+        return forwarded.split(",")[-1].strip()[:64] or peer
+    return peer
+
+
+def check_password(name: str, password: str) -> User | None:
+    """A password check held back by throttle.py: 429 while the address or the name is blocked."""
+    store = ctx().store
+    addr = client_address()
+    keys = [f"addr:{addr}", f"user:{name}"]
+    wait, key = throttle.retry_after(store, keys, now_ms())
+    if wait:
+        what = f"address {addr}" if key and key.startswith("addr:") else f"user name {name!r}"
+        raise ApiError(429, f"too many failed logins from {what}: try again in {wait} s (each further failure doubles "
+                            f"the wait, up to {throttle.MAX_DELAY_SECONDS // 60} min)", retry_after=wait)
+    user = ctx().users.verify(name, password)
+    if user is None:
+        blocked = throttle.record_failure(store, keys, now_ms())
+        if blocked:
+            log.warning("failed login for %r from %s: further attempts wait %d s", name[:64], addr, blocked)
+    else:
+        throttle.record_success(store, keys[1])
+    return user
+
+
 def current_user() -> User | None:
     if "user" in g:
         return g.user
     user = None
     auth = request.authorization
     if auth is not None and auth.type == "basic" and auth.username and auth.password is not None:
-        user = ctx().users.verify(auth.username, auth.password)
+        g.user = None  # one check per request, even when it raises
+        user = check_password(auth.username[:64], auth.password[:1024])
     elif session.get("user"):
         user = ctx().users.role_of(session["user"])
     g.user = user

@@ -201,12 +201,14 @@ def status():
                    "active_event": None if p is None else {"id": p["event_id"], "name": p["event_name"],
                                                            "temp": bool(p["event_temp"]), "location": p["location"],
                                                            "started_at": p["started_at"]},
-                   "recent": _audit(10, system_id=sid)})
-    return ok({"active_events": ctx().events.active_summary(), "recent": _audit(50)})
+                   "recent": _audit(10, system_id=sid, exclude_logins=True)})
+    return ok({"active_events": ctx().events.active_summary(), "recent": _audit(50, exclude_logins=True)})
 
 
-def _audit(limit: int, system_id: str | None = None, action: str | None = None) -> list[dict]:
+def _audit(limit: int, system_id: str | None = None, action: str | None = None, exclude_logins: bool = False) -> list[dict]:
     sql, args = "SELECT * FROM audit WHERE 1=1", []
+    if exclude_logins:  # /api/status may be public: who tried which name stays in /api/audit (operators)
+        sql += " AND action != 'login'"
     if system_id:
         sql += " AND system_id = ?"
         args.append(system_id)
@@ -225,7 +227,7 @@ def _audit(limit: int, system_id: str | None = None, action: str | None = None) 
 
 
 @bp.get("/api/audit")
-@require("read")
+@require("operator")  # failed logins are in it: names tried, from where
 def audit():
     action = request.args.get("action")
     if action is not None and (len(action) > 60 or not action.replace("_", "").isalnum()):

@@ -25,6 +25,7 @@ def _op(summary: str, ok_code: str = "200", ok_schema: dict | None = None, *, bo
         op["security"] = [{"basic": []}, {"session": []}]
         op["responses"]["401"] = ERR
         op["responses"]["403"] = ERR
+        op["responses"]["429"] = ERR  # HTTP Basic: too many failed password checks (Retry-After)
     if body is not None:
         op["requestBody"] = {"required": True, "content": {content: {"schema": body}}}
     if params:
@@ -67,6 +68,7 @@ SYSTEM_LIVE = {
         "reading": {"type": "array", "items": {"type": "string"},
                     "description": "GX paths the API needs that are unknown now and being read back"},
         "ts": {"type": "integer", "nullable": True}, "age_s": NULLNUM, "stale": {"type": "boolean"},
+        "dropped_messages": {"type": "integer", "description": "malformed GX payloads dropped since the worker started"},
     },
 }
 EVENT = {
@@ -99,9 +101,9 @@ def document() -> dict[str, Any]:
             "Log in; sets a session cookie", body={"type": "object", "required": ["username", "password"],
                                                   "properties": {"username": {"type": "string", "minLength": 1, "maxLength": 64},
                                                                  "password": {"type": "string", "maxLength": 1024}}},
-            errors=("400", "401"), tag="auth")},
+            errors=("400", "401", "429"), tag="auth")},
         "/api/auth/logout": {"post": _op("Log out", errors=(), tag="auth")},
-        "/api/auth/me": {"get": _op("Who am I", errors=("401",), tag="auth")},
+        "/api/auth/me": {"get": _op("Who am I", errors=("401", "429"), tag="auth")},
         "/api/realtime": {"get": _op("Live values of every GX, from memory", ok_schema={
             "type": "object", "required": ["ts", "systems", "worker_ok"],
             "properties": {"ts": {"type": "integer"}, "worker_ok": {"type": "boolean"},
@@ -188,9 +190,9 @@ def document() -> dict[str, Any]:
                                                    errors=("404",), tag="photos")},
         "/api/status": {"get": _op("Active events and recent actions", params=[_q("system_id", SID)], errors=("400",),
                                    tag="events")},
-        "/api/audit": {"get": _op("Audit log", params=[_q("action", {"type": "string", "pattern": "^[a-z_]{1,60}$"}),
-                                                      _q("system_id", SID), LIMIT],
-                                  errors=("400",), tag="audit")},
+        "/api/audit": {"get": _op("Audit log (operators only: it records failed logins)",
+                                  params=[_q("action", {"type": "string", "pattern": "^[a-z_]{1,60}$"}), _q("system_id", SID), LIMIT],
+                                  auth=True, errors=("400",), tag="audit")},
         "/api/reports": {
             "get": _op("Reports, newest first", params=[LIMIT], errors=("400",), tag="reports"),
             "post": _op("Generate a new report for an event", "202", body={"type": "object", "required": ["event_id"],

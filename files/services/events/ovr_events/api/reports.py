@@ -11,6 +11,12 @@ from ..store import now_ms, row_dict
 from .common import ApiError, actor, body, ctx, int_arg, ok, require
 
 bp = Blueprint("reports", __name__)
+# The report page is served on the dashboard's origin (docs/adr/0009-report-html-sandbox.md): a
+# sandbox without scripts, forms, popups or top navigation; allow-same-origin only so the
+# browser sends the session cookie for the report's own photos (/api/photos/<id>/file) — with
+# no script in the page, the origin gives it nothing else. Only those photos and inline styles load.
+REPORT_CSP = ("sandbox allow-same-origin; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
+              "form-action 'none'; base-uri 'none'; frame-ancestors 'none'")
 
 _SELECT = ("SELECT r.id, r.state, r.requested_at, r.generated_at, r.sha256, r.error, r.acked_at, r.attempts,"
            " e.id AS event_id, e.name AS event_name FROM reports r JOIN events e ON e.pk = r.event_pk")
@@ -62,7 +68,8 @@ def get_report(report_id: str):
         try:
             doc["report"] = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise ApiError(500, f"report file {path.name} is unreadable") from None
+            raise ApiError(500, f"report file {path.name} is unreadable: POST /api/reports with its event_id "
+                                "regenerates it") from None
     return ok(doc)
 
 
@@ -72,7 +79,13 @@ def get_html(report_id: str):
     row = _row(report_id)
     if row["state"] != "done":
         raise ApiError(409, f"report {row['id']} is {row['state']}")
-    text = (ctx().settings.reports_dir / f"{row['id']}.html").read_text(encoding="utf-8")
+    path = ctx().settings.reports_dir / f"{row['id']}.html"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        raise ApiError(500, f"report file {path.name} is unreadable: POST /api/reports with its event_id "
+                            "regenerates it") from None
     resp = Response(text, mimetype="text/html")
-    resp.headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
+    resp.headers["Content-Security-Policy"] = REPORT_CSP
+    resp.headers["Referrer-Policy"] = "no-referrer"
     return resp
