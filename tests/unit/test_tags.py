@@ -1,0 +1,48 @@
+"""`--tags <component>` must work: an operator touches one thing (STYLE.md), e.g.
+`ansible-playbook site.yml --tags vmagent --limit boat-7`. Every role's preflight checks the
+inventory and resolves facts the components use (the edge's cloud credentials, for one), so it
+runs whatever the tags; a component's own facts come from its own tasks.
+
+Checked with `--list-tasks`, which needs no host."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1].parent
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+COMPONENTS = ["mosquitto", "victoriametrics", "vmagent", "telegraf", "gx", "events", "config", "health", "caddy",
+              "fleet", "tls", "credentials", "firewall", "journald", "layout", "packages", "ssh", "timesync",
+              "upgrades", "gxsim_simulator"]
+
+
+def listed(tags: str) -> set[str]:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    out = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "inventory/demo", "site.yml", "--list-tasks", "--tags", tags],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    return {m[1].strip() for m in re.finditer(r"^\s{6}(\S.*?)\tTAGS:", out, re.M)}
+
+
+@pytest.fixture(scope="module")
+def preflight() -> set[str]:
+    tasks = {t for t in listed("preflight,gxsim_preflight") if "Validating arguments" not in t and t != "Check inventory against "
+             "the roles' argument specs"}
+    assert {t.split(" : ")[0] for t in tasks} >= {"common", "edge", "cloud", "gxsim"}, tasks
+    return tasks
+
+
+@pytest.mark.parametrize("tag", COMPONENTS)
+def test_every_component_tag_runs_the_preflight(preflight, tag):
+    missing = preflight - listed(tag)
+    assert not missing, f"--tags {tag} skips preflight tasks: {sorted(missing)[:5]}"
+
+
+def test_caddy_alone_knows_the_victoriametrics_version():
+    """The Caddyfile's handshake answer depends on it (ADR 10): --tags caddy must read it."""
+    assert "cloud : Read the installed VictoriaMetrics version" in listed("caddy")
