@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import routes
 import schemathesis
 from evlib import OPERATOR, VIEWER
 from hypothesis import HealthCheck
@@ -130,16 +131,7 @@ HAND_KEPT = [
 
 def route_table(app) -> list[tuple[str, str, str, str | None]]:
     """(method, rule, a concrete path, the role its @require names) for every route but Flask's static one."""
-    out = []
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
-        missing = rule.arguments - ARG_SAMPLES.keys()
-        assert not missing, f"{rule.rule}: add a sample value for {sorted(missing)} to ARG_SAMPLES"
-        path = rule.build({a: ARG_SAMPLES[a] for a in rule.arguments}, append_unknown=False)[1]
-        role = getattr(app.view_functions[rule.endpoint], "_ovr_auth", None)
-        out.extend((m, rule.rule, path, role) for m in sorted(rule.methods - {"HEAD", "OPTIONS"}))
-    return sorted(out)
+    return [(m, rule, path, getattr(view, "_ovr_auth", None)) for m, rule, path, view in routes.route_table(app, ARG_SAMPLES)]
 
 
 def unguarded(app) -> list[tuple[str, str]]:

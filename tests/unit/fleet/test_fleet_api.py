@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import routes
 import schemathesis
 from fleet_testlib import basic, make_settings
 from hypothesis import HealthCheck, settings
@@ -66,15 +67,7 @@ READ_METHODS = ("GET",)
 
 
 def route_table(app) -> list[tuple[str, str, str]]:
-    out = []
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
-        missing = rule.arguments - ARG_SAMPLES.keys()
-        assert not missing, f"{rule.rule}: add a sample value for {sorted(missing)} to ARG_SAMPLES"
-        path = rule.build({a: ARG_SAMPLES[a] for a in rule.arguments}, append_unknown=False)[1]
-        out.extend((m, rule.rule, path) for m in sorted(rule.methods - {"HEAD", "OPTIONS"}))
-    return sorted(out)
+    return [(m, rule, path) for m, rule, path, _ in routes.route_table(app, ARG_SAMPLES)]
 
 
 def route_failures(client, method: str, rule: str, path: str) -> list[str]:
