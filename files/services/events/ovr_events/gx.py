@@ -87,7 +87,6 @@ class GxConnection:
         self._last_keepalive = 0.0
         self._last_full = 0.0
         self.rereads = RereadSchedule()
-        self.reread_count = 0
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ovr-events-{node_id}-{target.name}",
                              clean_session=True)
         client.enable_logger(logging.getLogger("ovr_events.gx.paho"))
@@ -160,7 +159,6 @@ class GxConnection:
             unknown = self.cache.unknown()
         for key in self.rereads.due(unknown, time.monotonic()):
             self.client.publish(f"R/{self.target.portal_id}/{key}", b"", qos=0)
-            self.reread_count += 1
             log.debug("gx %s: %s unknown, reading it back", self.target.name, key)
 
     def keepalive(self) -> None:
