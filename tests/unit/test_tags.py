@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,19 +31,27 @@ def listed(tags: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def preflight() -> set[str]:
-    tasks = {t for t in listed("preflight,gxsim_preflight") if "Validating arguments" not in t and t != "Check inventory against "
-             "the roles' argument specs"}
+def listings() -> dict[str, set[str]]:
+    """The task list of every component tag and of the preflights (ansible-playbook runs at once)."""
+    tags = ["preflight,gxsim_preflight", *COMPONENTS]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(tags, pool.map(listed, tags), strict=True))
+
+
+@pytest.fixture(scope="module")
+def preflight(listings) -> set[str]:
+    tasks = {t for t in listings["preflight,gxsim_preflight"] if "Validating arguments" not in t
+             and t != "Check inventory against the roles' argument specs"}
     assert {t.split(" : ")[0] for t in tasks} >= {"common", "edge", "cloud", "gxsim"}, tasks
     return tasks
 
 
 @pytest.mark.parametrize("tag", COMPONENTS)
-def test_every_component_tag_runs_the_preflight(preflight, tag):
-    missing = preflight - listed(tag)
+def test_every_component_tag_runs_the_preflight(listings, preflight, tag):
+    missing = preflight - listings[tag]
     assert not missing, f"--tags {tag} skips preflight tasks: {sorted(missing)[:5]}"
 
 
-def test_caddy_alone_knows_the_victoriametrics_version():
+def test_caddy_alone_knows_the_victoriametrics_version(listings):
     """The Caddyfile's handshake answer depends on it (ADR 10): --tags caddy must read it."""
-    assert "cloud : Read the installed VictoriaMetrics version" in listed("caddy")
+    assert "cloud : Read the installed VictoriaMetrics version" in listings["caddy"]
