@@ -68,7 +68,7 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff, argument-spec p
 
 .PHONY: unit
 unit: venv ## unit tests (tests/unit) and a smoke run of the benchmark tool (tests/bench)
-	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && pytest -q tests/unit tests/bench
+	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && pytest -q --durations=15 tests/unit tests/bench
 
 .PHONY: molecule
 molecule: ## every Molecule scenario
