@@ -1,4 +1,4 @@
-"""testinfra checks of roles/gxsim on the `gx` test host (Debian 13 container).
+"""testinfra checks of roles/gxsim on the `gxsim-1` test host (Debian 13 container).
 
 Everything MQTT runs *inside* the container with Debian's mosquitto-clients, so the checks
 see what an edge node on the boat LAN would see. The portal id and ports are read from the
@@ -236,3 +236,19 @@ def test_anonymous_clients_refused_when_users_are_set(host, gx: dict) -> None:
         str(gx["port"]), gx["user"],
     )
     assert wrong.rc != 0
+
+
+def test_code_is_one_release_exactly_as_the_source(host) -> None:
+    """common's python_service ships one artifact: the installed tree is the source tree (no
+    byte code, no leftovers of deleted modules), and the install path points at that release."""
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[3] / "files/services"
+    want = {str(p.relative_to(src / "gxsim")) for p in (src / "gxsim").rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    want |= {str(p.relative_to(src / "common")) for p in (src / "common").rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc" and "ovr_common" in p.parts}
+    link = host.file("/opt/ovr/gxsim")
+    assert link.is_symlink and re.fullmatch(r"/opt/ovr/\.releases/gxsim-[0-9a-f]{16}", link.linked_to), link.linked_to
+    have = set(host.check_output("cd /opt/ovr/gxsim/ && find . -type f -printf '%P\\n'").split())
+    assert have == want | {".ovr-release"}

@@ -9,10 +9,25 @@ from pathlib import Path
 
 import pytest
 from ovr_gxdiscovery.settings import ENV
+from units import render_unit
 
-UNITS = Path(__file__).resolve().parents[3] / "files/services/gxdiscovery/systemd"
-SERVICE = UNITS / "ovr-refresh-gx-mqtt-sources.service"
-TIMER = UNITS / "ovr-refresh-gx-mqtt-sources.timer"
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("units")
+    for name in ("ovr-refresh-gx-mqtt-sources.service", "ovr-refresh-gx-mqtt-sources.timer"):
+        (out / name).write_text(render_unit("edge", name))
+    return out
+
+
+@pytest.fixture(scope="module")
+def SERVICE(rendered: Path) -> Path:
+    return rendered / "ovr-refresh-gx-mqtt-sources.service"
+
+
+@pytest.fixture(scope="module")
+def TIMER(rendered: Path) -> Path:
+    return rendered / "ovr-refresh-gx-mqtt-sources.timer"
 
 
 def directives(path: Path) -> dict[str, list[str]]:
@@ -32,7 +47,7 @@ def directives(path: Path) -> dict[str, list[str]]:
     return out
 
 
-def test_systemd_accepts_the_units() -> None:
+def test_systemd_accepts_the_units(SERVICE: Path, TIMER: Path) -> None:
     if not shutil.which("systemd-analyze"):
         pytest.skip("systemd-analyze not installed")
     proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(SERVICE), str(TIMER)],
@@ -42,7 +57,7 @@ def test_systemd_accepts_the_units() -> None:
     assert proc.returncode == 0 or not problems, proc.stderr
 
 
-def test_service_is_a_hardened_oneshot() -> None:
+def test_service_is_a_hardened_oneshot(SERVICE: Path) -> None:
     d = directives(SERVICE)
     one = {k: v[-1] for k, v in d.items()}
     assert one["Service.Type"] == "oneshot"
@@ -63,7 +78,7 @@ def test_service_is_a_hardened_oneshot() -> None:
     assert "~@privileged" not in " ".join(d.get("Service.SystemCallFilter", []))  # would forbid chown
 
 
-def test_timer_keeps_inside_the_gx_keepalive() -> None:
+def test_timer_keeps_inside_the_gx_keepalive(TIMER: Path) -> None:
     one = {k: v[-1] for k, v in directives(TIMER).items()}
     assert one["Timer.OnBootSec"] == "10s"
     period = int(one["Timer.OnUnitActiveSec"].removesuffix("s"))

@@ -1,0 +1,1 @@
+"""Code shared by the ovr-tele services (settings, storage, protocol)."""
