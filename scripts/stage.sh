@@ -7,6 +7,12 @@ log="${OVR_STAGE_LOG:-/tmp/ovr-stages.$PPID}"
 if [[ "${1:-}" == "--summary" ]]; then
   echo "== stage times =="
   column -t -s $'\t' "$log" 2>/dev/null || cat "$log"
+  # Stages run in parallel tracks: the wall time is first start to last end, not the sum.
+  if [[ -s "$log.span" ]]; then
+    read -r first last < <(sort -n "$log.span" | awk 'NR==1{f=$1} {if ($2>l) l=$2} END{print f, l}')
+    echo "wall time: $(( last - first ))s ($(( (last - first) / 60 )) min)"
+  fi
+  rm -f "$log.span"
   ok=$(grep -c $'\tok$' "$log" || true)
   bad=$(grep -vc $'\tok$' "$log" || true)
   rm -f "$log"
@@ -19,10 +25,9 @@ echo "== stage $name =="
 start=$(date +%s)
 "$@"
 rc=$?
-secs=$(( $(date +%s) - start ))
+end=$(date +%s)
+secs=$(( end - start ))
+echo "$start $end" >>"$log.span"
 printf '%s\t%ss\t%s\n' "$name" "$secs" "$([[ $rc -eq 0 ]] && echo ok || echo "FAILED rc=$rc")" >>"$log"
 echo "== stage $name: ${secs}s rc=$rc =="
-if [[ $rc -ne 0 ]]; then
-  echo "== stage times so far =="; cat "$log"; rm -f "$log"
-fi
 exit $rc
