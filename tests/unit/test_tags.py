@@ -95,3 +95,10 @@ def test_tagflow_sees_a_fact_from_an_untagged_task():
             task.tags = task.tags - {"always"}
     assert any("reads __edge_cloud" in p for p in edge.problems("vmagent"))
     assert any("reads __edge_cloud" in p for p in edge.problems("mosquitto"))
+
+
+def test_components_lists_every_tag_of_the_roles():
+    """A tag added to a role gets the --list-tasks preflight check above too."""
+    roles = {role for play in PLAYS for role in play.roles}
+    tags = {tag for play in PLAYS for tag in play.tags()} - roles - {"preflight", "gxsim_preflight"}
+    assert tags <= set(COMPONENTS), f"add to COMPONENTS: {sorted(tags - set(COMPONENTS))}"
