@@ -75,7 +75,7 @@ def test_valid_values_pass():
             "common_firewall_enabled": False,
             "common_ssh_permit_root_login": "no",
             "unrelated_variable": "anything",
-            "common_user": "{{ some_template }}",
+            "common_journald_system_max_use": "{{ some_template }}",
         },
         SPECS,
         [],

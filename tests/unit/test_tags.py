@@ -3,7 +3,8 @@
 inventory and resolves facts the components use (the edge's cloud credentials, for one), so it
 runs whatever the tags; a component's own facts come from its own tasks.
 
-Checked with `--list-tasks`, which needs no host."""
+Checked with `--list-tasks`, and by walking the roles with Ansible's tag rules (tagflow.py): what
+each tag alone reads and includes. Neither needs a host."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import tagflow
 
 ROOT = Path(__file__).resolve().parents[1].parent
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
@@ -55,3 +57,48 @@ def test_every_component_tag_runs_the_preflight(listings, preflight, tag):
 def test_caddy_alone_knows_the_victoriametrics_version(listings):
     """The Caddyfile's handshake answer depends on it (ADR 10): --tags caddy must read it."""
     assert "cloud : Read the installed VictoriaMetrics version" in listings["caddy"]
+
+
+# What the selected tasks then read and bring in (tests/unit/tagflow.py: the roles read as
+# YAML and Jinja, with Ansible's tag rules). --list-tasks above shows a tag selects the
+# preflight; these show each tag alone finds every fact it reads, and that a dynamic include
+# it runs does not silently skip the tasks it includes.
+PLAYS = tagflow.site_plays()
+PLAY_TAGS = [(play, tag) for play in PLAYS for tag in [None, *sorted(play.tags())]]
+
+
+def _id(case) -> str:
+    play, tag = case
+    return f"{'+'.join(play.roles)}:{tag or 'all'}"
+
+
+@pytest.mark.parametrize("case", PLAY_TAGS, ids=[_id(c) for c in PLAY_TAGS])
+def test_each_tag_alone_reads_only_facts_it_sets(case):
+    play, tag = case
+    problems = play.problems(tag)
+    assert not problems, f"--tags {tag}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("case", PLAY_TAGS, ids=[_id(c) for c in PLAY_TAGS])
+def test_each_tag_runs_the_tasks_its_includes_bring_in(case):
+    play, tag = case
+    skipped = play.skipped_by_include(tag)
+    assert not skipped, f"--tags {tag} includes but then skips: " + "; ".join(skipped)
+
+
+def test_tagflow_sees_a_fact_from_an_untagged_task():
+    """The checker itself: vmagent's tasks read the cloud credentials preflight resolves; were
+    preflight not `always`, --tags vmagent would read them unset (issue 11)."""
+    edge = next(p for p in tagflow.site_plays() if "edge" in p.roles)  # a copy of its own: altered below
+    for task in edge.tasks:
+        if task.role == "edge" and "preflight" in task.tags:
+            task.tags = task.tags - {"always"}
+    assert any("reads __edge_cloud" in p for p in edge.problems("vmagent"))
+    assert any("reads __edge_cloud" in p for p in edge.problems("mosquitto"))
+
+
+def test_components_lists_every_tag_of_the_roles():
+    """A tag added to a role gets the --list-tasks preflight check above too."""
+    roles = {role for play in PLAYS for role in play.roles}
+    tags = {tag for play in PLAYS for tag in play.tags()} - roles - {"preflight", "gxsim_preflight"}
+    assert tags <= set(COMPONENTS), f"add to COMPONENTS: {sorted(tags - set(COMPONENTS))}"

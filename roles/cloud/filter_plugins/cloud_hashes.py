@@ -1,13 +1,14 @@
-"""Deterministic password hashes for the cloud's Caddy and Mosquitto, so a second run is changed=0.
+"""Deterministic bcrypt hashes for the cloud's Caddy, so a second run is changed=0.
 
-`caddy hash-password` and `mosquitto_passwd` pick a random salt, which rewrites the files (and
-reloads the daemons) on every play. Here the salt comes from a seed (host + user name): the same
-password gives the same hash, a changed password gives a new one. The salt still differs per
-host and user, which is all a salt has to do.
+`caddy hash-password` picks a random salt, which rewrites the files (and reloads the daemons) on
+every play. Here the salt comes from a seed (host + user name): the same password gives the same
+hash, a changed password gives a new one. The salt still differs per host and user, which is all a
+salt has to do.
 
 - cloud_bcrypt_hash: bcrypt `$2b$` as Caddy's `basicauth` reads it. Needs the `bcrypt` package on
   the controller (requirements.txt).
-- cloud_mosquitto_hash: Mosquitto 2.0's `$7$` PBKDF2-HMAC-SHA512 (what `mosquitto_passwd` writes).
+
+Mosquitto's `$7$` hash is `ovr_mosquitto_hash` (plugins/filter/ovr_mosquitto.py), shared with gxsim.
 """
 
 from __future__ import annotations
@@ -19,10 +20,6 @@ from ansible.errors import AnsibleFilterError
 
 _STD_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _BCRYPT_B64 = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-MOSQUITTO_ITERATIONS = 101  # mosquitto_passwd's default
-MOSQUITTO_SALT_BYTES = 12
-MOSQUITTO_HASH_BYTES = 64
 
 
 def _check(password: object, name: str) -> bytes:
@@ -48,14 +45,6 @@ def cloud_bcrypt_hash(password: str, salt_seed: str, cost: int = 10) -> str:
     return bcrypt.hashpw(secret, b"$2b$%02d$" % int(cost) + salt).decode()
 
 
-def cloud_mosquitto_hash(password: str, salt_seed: str, iterations: int = MOSQUITTO_ITERATIONS) -> str:
-    secret = _check(password, "cloud_mosquitto_hash")
-    salt = hashlib.sha256(f"ovr-cloud-mosquitto:{salt_seed}".encode()).digest()[:MOSQUITTO_SALT_BYTES]
-    digest = hashlib.pbkdf2_hmac("sha512", secret, salt, iterations, MOSQUITTO_HASH_BYTES)
-    b64 = base64.b64encode
-    return f"$7${iterations}${b64(salt).decode()}${b64(digest).decode()}"
-
-
 class FilterModule:
     def filters(self) -> dict:
-        return {"cloud_bcrypt_hash": cloud_bcrypt_hash, "cloud_mosquitto_hash": cloud_mosquitto_hash}
+        return {"cloud_bcrypt_hash": cloud_bcrypt_hash}

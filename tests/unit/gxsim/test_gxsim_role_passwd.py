@@ -1,4 +1,5 @@
-"""roles/gxsim's deterministic Mosquitto password hash, checked by a real Mosquitto."""
+"""roles/gxsim's deterministic Mosquitto password hash (ovr_mosquitto_hash, shared with the cloud),
+checked by a real Mosquitto."""
 
 from __future__ import annotations
 
@@ -7,15 +8,14 @@ import threading
 from pathlib import Path
 
 import pytest
+from ansible.errors import AnsibleFilterError
 from gxsim_testlib import ROOT, Broker
 
-spec = importlib.util.spec_from_file_location(
-    "gxsim_mosquitto_filter", ROOT / "roles" / "gxsim" / "filter_plugins" / "gxsim_mosquitto.py"
-)
+spec = importlib.util.spec_from_file_location("ovr_mosquitto", ROOT / "plugins" / "filter" / "ovr_mosquitto.py")
 assert spec and spec.loader
 plugin = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(plugin)
-gxsim_mosquitto_hash = plugin.gxsim_mosquitto_hash
+ovr_mosquitto_hash = plugin.ovr_mosquitto_hash
 
 
 def connect(port: int, username: str | None, password: str | None) -> str:
@@ -45,20 +45,20 @@ def connect(port: int, username: str | None, password: str | None) -> str:
 
 
 def test_hash_is_deterministic_and_salted_per_seed() -> None:
-    a = gxsim_mosquitto_hash("s3cret", "gx:edge")
-    assert a == gxsim_mosquitto_hash("s3cret", "gx:edge")
+    a = ovr_mosquitto_hash("s3cret", "gx:edge")
+    assert a == ovr_mosquitto_hash("s3cret", "gx:edge")
     assert a.startswith("$7$101$") and len(a.split("$")) == 5
-    assert a != gxsim_mosquitto_hash("s3cret", "gx:other")  # another user or host: other salt
-    assert a != gxsim_mosquitto_hash("s3cret2", "gx:edge")
-    with pytest.raises(ValueError):
-        gxsim_mosquitto_hash("", "gx:edge")
+    assert a != ovr_mosquitto_hash("s3cret", "gx:other")  # another user or host: other salt
+    assert a != ovr_mosquitto_hash("s3cret2", "gx:edge")
+    with pytest.raises(AnsibleFilterError):
+        ovr_mosquitto_hash("", "gx:edge")
 
 
 def test_mosquitto_accepts_the_hash_and_refuses_others(tmp_path: Path) -> None:
     passwd = tmp_path / "passwd"
     passwd.write_text(
-        f"edge:{gxsim_mosquitto_hash('s3cret', 'gx:edge')}\n"
-        f"other:{gxsim_mosquitto_hash('pw:with:colons', 'gx:other')}\n"
+        f"edge:{ovr_mosquitto_hash('s3cret', 'gx:edge')}\n"
+        f"other:{ovr_mosquitto_hash('pw:with:colons', 'gx:other')}\n"
     )
     passwd.chmod(0o600)
     broker = Broker(tmp_path, extra=f"allow_anonymous false\npassword_file {passwd}").start()
