@@ -196,6 +196,8 @@ class Play:
                 # Dynamic: the include itself is a task (it reads its own vars); what it brings in
                 # runs under its own tags plus `apply`'s, not the include's.
                 yield task
+                if isinstance(args, str) and "{{" in args:
+                    continue  # a path known only at run time (python_service's config tasks): not followed
                 apply = set(_as_list(((args or {}).get("apply") or {}).get("tags")))
                 sub_role = args.get("name", role) if module == "include_role" else role
                 sub_rel = f"tasks/{args.get('tasks_from', 'main')}.yml" if module == "include_role" else f"tasks/{args}"
