@@ -55,6 +55,14 @@ def end_topic(event_id: str) -> str:
     return f"ovr/events/{event_id}/end"
 
 
+def end_event_id(topic: str) -> str | None:
+    """The event id of ovr/events/<event_id>/end, else None."""
+    parts = topic.split("/")
+    if len(parts) == 4 and parts[0] == "ovr" and parts[1] == "events" and parts[3] == "end" and parts[2]:
+        return parts[2]
+    return None
+
+
 def split_node_topic(topic: str) -> tuple[str, str] | None:
     """ovr/<node>/<kind> -> (node, kind) for a kind in NODE_KINDS and a valid node, else None."""
     parts = topic.split("/")

@@ -72,10 +72,20 @@ def number(minimum: float = -math.inf, maximum: float = math.inf, *, above: bool
     return parse
 
 
-def integer(minimum: float = -math.inf, maximum: float = math.inf) -> Parser:
-    """An int in [minimum, maximum] (a float text like 1e3 is accepted, as the roles render)."""
+def integer(minimum: float = -math.inf, maximum: float = math.inf, *, strict: bool = False) -> Parser:
+    """An int in [minimum, maximum]; a number text like 1e3 or 2.5 is taken as its integer part
+    unless `strict` (digits only)."""
     inner = number(minimum, maximum)
-    return lambda var, value: int(inner(var, value))
+
+    def parse(var: str, value: str) -> int:
+        if strict:
+            try:
+                int(value)
+            except ValueError:
+                raise SettingsError(f"{var}: expected an integer, got {value!r}") from None
+        return int(inner(var, value))
+
+    return parse
 
 
 def boolean(var: str, value: str) -> bool:

@@ -7,17 +7,27 @@ setting has a default that fits the edge layout; the role writes the OVR_EVENTS_
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+from ovr_common.protocol import NODE_ID_RE as ID_RE
+from ovr_common.settings import (
+    Parser,
+    SettingsError,
+    Var,
+    boolean,
+    integer,
+    load_table,
+    log_level,
+    naming_file,
+    number,
+    settings_env,
+    text,
+)
 
-
-class ConfigError(ValueError):
-    """A setting is unusable; the message names the variable and what to fix."""
+# A setting is unusable; the message names the variable (and the file) and what to fix.
+ConfigError = SettingsError
 
 
 @dataclass(frozen=True)
@@ -68,95 +78,57 @@ class Settings:
         return self.run_dir / "wake.sock"
 
 
-# Settings field -> environment variable.
-ENV: dict[str, str] = {
-    "node_id": "OVR_NODE_ID",
-    "deployment_id": "OVR_DEPLOYMENT_ID",
-    "gx_systems": "OVR_GX_SYSTEMS",
-    "gx_inventory": "OVR_GX_INVENTORY",
-    "vm_url": "OVR_VM_URL",
-    "vmagent_url": "OVR_VMAGENT_URL",
-    "mqtt_host": "OVR_EVENTS_MQTT_HOST",
-    "mqtt_port": "OVR_EVENTS_MQTT_PORT",
-    "data_dir": "OVR_EVENTS_DATA_DIR",
-    "run_dir": "OVR_EVENTS_RUN_DIR",
-    "users_file": "OVR_EVENTS_USERS_FILE",
-    "control_file": "OVR_EVENTS_CONTROL_FILE",
-    "public_read": "OVR_EVENTS_PUBLIC_READ",
-    "stale_seconds": "OVR_EVENTS_STALE_SECONDS",
-    "confirm_timeout": "OVR_EVENTS_CONFIRM_TIMEOUT",
-    "heartbeat_seconds": "OVR_EVENTS_HEARTBEAT_SECONDS",
-    "summary_seconds": "OVR_EVENTS_SUMMARY_SECONDS",
-    "snapshot_seconds": "OVR_EVENTS_SNAPSHOT_SECONDS",
-    "report_delay_seconds": "OVR_EVENTS_REPORT_DELAY_SECONDS",
-    "report_retry_seconds": "OVR_EVENTS_REPORT_RETRY_SECONDS",
-    "report_retry_max_seconds": "OVR_EVENTS_REPORT_RETRY_MAX_SECONDS",
-    "photo_max_bytes": "OVR_EVENTS_PHOTO_MAX_BYTES",
-    "vm_timeout": "OVR_EVENTS_VM_TIMEOUT",
-    "log_level": "OVR_EVENTS_LOG_LEVEL",
+def _path(var: str, value: str) -> Path:
+    return Path(value)
+
+
+def _node_id(var: str, value: str) -> str:
+    if not ID_RE.match(value):
+        raise ConfigError(f"{var}: must match {ID_RE.pattern}, got {value!r}")
+    return value
+
+
+POSITIVE = number(0.0, above=True)
+_DEFAULTS = Settings()
+
+# Settings field -> (environment variable, parser); the defaults are the dataclass's.
+_VARS: dict[str, tuple[str, Parser]] = {
+    "node_id": ("OVR_NODE_ID", _node_id),
+    "deployment_id": ("OVR_DEPLOYMENT_ID", text),
+    "gx_systems": ("OVR_GX_SYSTEMS", _path),
+    "gx_inventory": ("OVR_GX_INVENTORY", _path),
+    "vm_url": ("OVR_VM_URL", text),
+    "vmagent_url": ("OVR_VMAGENT_URL", text),
+    "mqtt_host": ("OVR_EVENTS_MQTT_HOST", text),
+    "mqtt_port": ("OVR_EVENTS_MQTT_PORT", integer(strict=True)),
+    "data_dir": ("OVR_EVENTS_DATA_DIR", _path),
+    "run_dir": ("OVR_EVENTS_RUN_DIR", _path),
+    "users_file": ("OVR_EVENTS_USERS_FILE", _path),
+    "control_file": ("OVR_EVENTS_CONTROL_FILE", _path),
+    "public_read": ("OVR_EVENTS_PUBLIC_READ", boolean),
+    "stale_seconds": ("OVR_EVENTS_STALE_SECONDS", POSITIVE),
+    "confirm_timeout": ("OVR_EVENTS_CONFIRM_TIMEOUT", POSITIVE),
+    "heartbeat_seconds": ("OVR_EVENTS_HEARTBEAT_SECONDS", POSITIVE),
+    "summary_seconds": ("OVR_EVENTS_SUMMARY_SECONDS", POSITIVE),
+    "snapshot_seconds": ("OVR_EVENTS_SNAPSHOT_SECONDS", POSITIVE),
+    "report_delay_seconds": ("OVR_EVENTS_REPORT_DELAY_SECONDS", POSITIVE),
+    "report_retry_seconds": ("OVR_EVENTS_REPORT_RETRY_SECONDS", POSITIVE),
+    "report_retry_max_seconds": ("OVR_EVENTS_REPORT_RETRY_MAX_SECONDS", POSITIVE),
+    "photo_max_bytes": ("OVR_EVENTS_PHOTO_MAX_BYTES", integer(strict=True)),
+    "vm_timeout": ("OVR_EVENTS_VM_TIMEOUT", POSITIVE),
+    "log_level": ("OVR_EVENTS_LOG_LEVEL", log_level),
 }
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines; '#' comments, optional quotes. A missing file is an empty mapping."""
-    out: dict[str, str] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return out
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        out[key.strip()] = value
-    return out
-
-
-def _convert(name: str, kind: Any, raw: str) -> Any:
-    var = ENV[name]
-    if kind is bool or kind == "bool":
-        low = raw.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{var}: expected true/false, got {raw!r}")
-    if kind in (int, "int"):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{var}: expected an integer, got {raw!r}") from None
-    if kind in (float, "float"):
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{var}: expected a number, got {raw!r}") from None
-        if value <= 0:
-            raise ConfigError(f"{var}: must be > 0, got {raw!r}")
-        return value
-    if kind in (Path, "Path"):
-        return Path(raw)
-    return raw
+TABLE: dict[str, Var] = {name: Var(var, str(getattr(_DEFAULTS, name)), name.replace("_", " "), parse)
+                         for name, (var, parse) in _VARS.items()}
+# Settings field -> environment variable.
+ENV: dict[str, str] = {name: entry.var for name, entry in TABLE.items()}
 
 
 def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from the env file (default $OVR_EVENTS_ENV_FILE or /etc/ovr/edge.env) + environment."""
+    """Settings from the env file (default $OVR_EVENTS_ENV_FILE or /etc/ovr/edge.env) + environment.
+    A missing file is no error (every setting has a default); an empty value takes the default."""
     environ = os.environ if environ is None else environ
     if env_file is None:
         env_file = Path(environ.get("OVR_EVENTS_ENV_FILE", "/etc/ovr/edge.env"))
-    merged = {**read_env_file(env_file), **{k: v for k, v in environ.items() if k.startswith("OVR_")}}
-    values: dict[str, Any] = {}
-    for f in fields(Settings):
-        var = ENV[f.name]
-        if var in merged and merged[var] != "":
-            values[f.name] = _convert(f.name, f.type, merged[var])
-    settings = Settings(**values)
-    if not ID_RE.match(settings.node_id):
-        raise ConfigError(f"OVR_NODE_ID: must match {ID_RE.pattern}, got {settings.node_id!r}")
-    if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"OVR_EVENTS_LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
-    return settings
+    merged = settings_env(env_file, environ, missing_ok=True)
+    return naming_file(env_file, lambda: Settings(**load_table(TABLE, merged, empty_is_default=True)))

@@ -7,6 +7,7 @@ import hashlib
 import os
 
 from flask import Blueprint, request, send_file
+from ovr_common.atomic import write_atomic
 
 from ..events import EventError, clean_text
 from ..store import now_ms, row_dict
@@ -101,10 +102,7 @@ def upload():
     filename = f"{ts}_{digest[:16]}.{kind[1]}"
     path = s.photos_dir / filename
     s.photos_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{filename}.tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, 0o640)
-    os.replace(tmp, path)
+    write_atomic(path, data, 0o640)
     original = os.path.basename((f.filename or "photo").replace("\\", "/"))[:200] or "photo"
     try:
         with ctx().store.tx() as c:
