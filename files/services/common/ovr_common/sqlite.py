@@ -74,10 +74,12 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str], name: str = "th
 
 
 def statements(script: str) -> list[str]:
-    """A script split into complete SQL statements (SQLite's own tokenizer decides)."""
+    """A script split into complete SQL statements; SQLite's own tokenizer decides where one
+    ends, so a ';' in a string or a comment does not split, and two on one line do."""
     out, buf = [], ""
-    for line in script.splitlines(keepends=True):
-        buf += line
+    pieces = script.split(";")
+    for i, piece in enumerate(pieces):
+        buf += piece if i == len(pieces) - 1 else piece + ";"
         if sqlite3.complete_statement(buf):
             out.append(buf.strip())
             buf = ""
