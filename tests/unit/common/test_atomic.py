@@ -55,3 +55,13 @@ def test_write_if_changed_keeps_the_inode_of_equal_content(tmp_path):
 def test_write_if_changed_names_the_file(tmp_path):
     with pytest.raises(atomic.WriteError, match=r"cannot write .*/missing/out.conf"):
         atomic.write_if_changed(tmp_path / "missing" / "out.conf", b"x", 0o640)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_write_if_changed_keeps_the_owner_and_group_of_the_old_file(tmp_path):
+    path = tmp_path / "seed.json"
+    path.write_bytes(b"seed")
+    os.chown(path, 65534, 65534)  # e.g. the role's root:ovr seed, written by someone else
+    assert atomic.write_if_changed(path, b"new", 0o644) is True
+    st = path.stat()
+    assert (st.st_uid, st.st_gid) == (65534, 65534) and path.read_bytes() == b"new"

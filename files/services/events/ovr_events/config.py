@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ovr_common import settings as common_settings
 from ovr_common.protocol import NODE_ID_RE as ID_RE
 from ovr_common.settings import (
     Parser,
@@ -91,35 +92,35 @@ def _node_id(var: str, value: str) -> str:
 POSITIVE = number(0.0, above=True)
 _DEFAULTS = Settings()
 
-# Settings field -> (environment variable, parser); the defaults are the dataclass's.
-_VARS: dict[str, tuple[str, Parser]] = {
-    "node_id": ("OVR_NODE_ID", _node_id),
-    "deployment_id": ("OVR_DEPLOYMENT_ID", text),
-    "gx_systems": ("OVR_GX_SYSTEMS", _path),
-    "gx_inventory": ("OVR_GX_INVENTORY", _path),
-    "vm_url": ("OVR_VM_URL", text),
-    "vmagent_url": ("OVR_VMAGENT_URL", text),
-    "mqtt_host": ("OVR_EVENTS_MQTT_HOST", text),
-    "mqtt_port": ("OVR_EVENTS_MQTT_PORT", integer(strict=True)),
-    "data_dir": ("OVR_EVENTS_DATA_DIR", _path),
-    "run_dir": ("OVR_EVENTS_RUN_DIR", _path),
-    "users_file": ("OVR_EVENTS_USERS_FILE", _path),
-    "control_file": ("OVR_EVENTS_CONTROL_FILE", _path),
-    "public_read": ("OVR_EVENTS_PUBLIC_READ", boolean),
-    "stale_seconds": ("OVR_EVENTS_STALE_SECONDS", POSITIVE),
-    "confirm_timeout": ("OVR_EVENTS_CONFIRM_TIMEOUT", POSITIVE),
-    "heartbeat_seconds": ("OVR_EVENTS_HEARTBEAT_SECONDS", POSITIVE),
-    "summary_seconds": ("OVR_EVENTS_SUMMARY_SECONDS", POSITIVE),
-    "snapshot_seconds": ("OVR_EVENTS_SNAPSHOT_SECONDS", POSITIVE),
-    "report_delay_seconds": ("OVR_EVENTS_REPORT_DELAY_SECONDS", POSITIVE),
-    "report_retry_seconds": ("OVR_EVENTS_REPORT_RETRY_SECONDS", POSITIVE),
-    "report_retry_max_seconds": ("OVR_EVENTS_REPORT_RETRY_MAX_SECONDS", POSITIVE),
-    "photo_max_bytes": ("OVR_EVENTS_PHOTO_MAX_BYTES", integer(strict=True)),
-    "vm_timeout": ("OVR_EVENTS_VM_TIMEOUT", POSITIVE),
-    "log_level": ("OVR_EVENTS_LOG_LEVEL", log_level),
+# Settings field -> (environment variable, parser, meaning); the defaults are the dataclass's.
+_VARS: dict[str, tuple[str, Parser, str]] = {
+    "node_id": ("OVR_NODE_ID", _node_id, "this node's id (labels, topics)"),
+    "deployment_id": ("OVR_DEPLOYMENT_ID", text, "fleet owner (labels, status)"),
+    "gx_systems": ("OVR_GX_SYSTEMS", _path, "discovered GX (gxdiscovery's output)"),
+    "gx_inventory": ("OVR_GX_INVENTORY", _path, "configured GX: host, TLS, user, password file"),
+    "vm_url": ("OVR_VM_URL", text, "edge VictoriaMetrics (report reads)"),
+    "vmagent_url": ("OVR_VMAGENT_URL", text, "local vmagent (ovr_event_active writes)"),
+    "mqtt_host": ("OVR_EVENTS_MQTT_HOST", text, "local broker (bridged to the cloud)"),
+    "mqtt_port": ("OVR_EVENTS_MQTT_PORT", integer(strict=True), "local broker port"),
+    "data_dir": ("OVR_EVENTS_DATA_DIR", _path, "SQLite, photos, reports, session key"),
+    "run_dir": ("OVR_EVENTS_RUN_DIR", _path, "the worker's snapshot and wake socket"),
+    "users_file": ("OVR_EVENTS_USERS_FILE", _path, "hashed users (users-sync writes it)"),
+    "control_file": ("OVR_EVENTS_CONTROL_FILE", _path, "GX control limits"),
+    "public_read": ("OVR_EVENTS_PUBLIC_READ", boolean, "reads without login on the LAN"),
+    "stale_seconds": ("OVR_EVENTS_STALE_SECONDS", POSITIVE, "a GX silent this long is stale"),
+    "confirm_timeout": ("OVR_EVENTS_CONFIRM_TIMEOUT", POSITIVE, "a GX write not echoed by then is a timeout"),
+    "heartbeat_seconds": ("OVR_EVENTS_HEARTBEAT_SECONDS", POSITIVE, "ovr_event_active period"),
+    "summary_seconds": ("OVR_EVENTS_SUMMARY_SECONDS", POSITIVE, "realtime summary to the cloud period"),
+    "snapshot_seconds": ("OVR_EVENTS_SNAPSHOT_SECONDS", POSITIVE, "snapshot period"),
+    "report_delay_seconds": ("OVR_EVENTS_REPORT_DELAY_SECONDS", POSITIVE, "wait after an event ends before reading VM"),
+    "report_retry_seconds": ("OVR_EVENTS_REPORT_RETRY_SECONDS", POSITIVE, "first report retry until the cloud acks"),
+    "report_retry_max_seconds": ("OVR_EVENTS_REPORT_RETRY_MAX_SECONDS", POSITIVE, "longest report retry interval"),
+    "photo_max_bytes": ("OVR_EVENTS_PHOTO_MAX_BYTES", integer(strict=True), "largest photo"),
+    "vm_timeout": ("OVR_EVENTS_VM_TIMEOUT", POSITIVE, "seconds per VictoriaMetrics request"),
+    "log_level": ("OVR_EVENTS_LOG_LEVEL", log_level, "DEBUG, INFO, WARNING or ERROR"),
 }
-TABLE: dict[str, Var] = {name: Var(var, str(getattr(_DEFAULTS, name)), name.replace("_", " "), parse)
-                         for name, (var, parse) in _VARS.items()}
+TABLE: dict[str, Var] = {name: Var(var, str(getattr(_DEFAULTS, name)), meaning, parse)
+                         for name, (var, parse, meaning) in _VARS.items()}
 # Settings field -> environment variable.
 ENV: dict[str, str] = {name: entry.var for name, entry in TABLE.items()}
 
@@ -132,3 +133,8 @@ def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | Non
         env_file = Path(environ.get("OVR_EVENTS_ENV_FILE", "/etc/ovr/edge.env"))
     merged = settings_env(env_file, environ, missing_ok=True)
     return naming_file(env_file, lambda: Settings(**load_table(TABLE, merged, empty_is_default=True)))
+
+
+def describe() -> str:
+    """The environment contract, for --help."""
+    return common_settings.describe(TABLE, "/etc/ovr/edge.env", width=36)
