@@ -4,6 +4,10 @@ shows no details."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from flask import Flask, request
 from ovr_common.errors import ApiError, register_error_handlers
@@ -60,3 +64,25 @@ def test_out_of_range_id_is_404_and_a_crash_shows_nothing(caplog):
     assert (r.status_code, r.json) == (500, {"error": "internal error; see the log"})
     assert "secret-detail" not in r.get_data(as_text=True)
     assert "secret-detail" in caplog.text  # the log has it
+
+
+class DomainError(ApiError):
+    """What a logic module raises (like ovr_events' EventError)."""
+
+
+def test_a_logic_error_on_the_base_is_answered_without_translation():
+    a = app()
+
+    @a.get("/logic")
+    def logic():
+        raise DomainError(409, "already in another event")
+
+    r = a.test_client().get("/logic")
+    assert (r.status_code, r.json) == (409, {"error": "already in another event"})
+
+
+def test_the_base_imports_without_flask():
+    """Logic modules (and the events worker) raise ApiError subclasses without loading Flask."""
+    code = "import sys, ovr_common.errors; assert 'flask' not in sys.modules, 'flask imported'"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "files/services/common")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=30)

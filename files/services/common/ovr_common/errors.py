@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 class ApiError(Exception):
-    """An answer to the client: status, message, and extra JSON fields.
+    """An answer to the client: status, message, and extra JSON fields. The base of every
+    error a service's logic raises for a client (EventError, ControlError, ...), so the handler
+    answers them all and no HTTP handler translates them by hand. Importing it needs no Flask.
 
     `retry_after` in the extra fields also becomes a Retry-After header."""
 
@@ -39,6 +41,8 @@ def register_error_handlers(
     http_messages: called inside the failing request, the texts for werkzeug's errors by code
     (e.g. 404, 405, 413); others answer with werkzeug's description.
     www_authenticate: the WWW-Authenticate header of a 401 ApiError."""
+    from flask import Response, jsonify, request
+    from werkzeug.exceptions import HTTPException
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Response:

@@ -19,17 +19,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from ovr_common.errors import ApiError
 from ovr_common.protocol import node_topic
 
 from . import SCHEMA
 from .store import Store, now_ms, row_dict
 
 
-class EventError(Exception):
+class EventError(ApiError):
+    """A request this module refuses: status and message for the client (answered by the
+    API's one ApiError handler)."""
+
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(status, message)
 
 
 MAX_NAME = 120
