@@ -67,6 +67,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 GXSIM = REPO / "files/services/gxsim"
 GXDISCOVERY = REPO / "files/services/gxdiscovery"
+COMMON = REPO / "files/services/common"  # ovr_common, which ovr_gxdiscovery imports
 STAR = REPO / "files/services/telegraf/victron_mqtt.star"
 ROLE = REPO / "roles/edge"
 BUILD_TELEGRAF = REPO / "scripts/build-telegraf.sh"
@@ -544,8 +545,9 @@ def duration_s(text: str) -> float:
 def input_conf(env: Env, variant: str, system_id: str, portal: str, undelivered: int | None = None) -> str:
     """The GX input exactly as ovr-refresh-gx-mqtt-sources renders it (raw: json instead of value;
     `undelivered`: max_undelivered_messages set, the only other change)."""
-    if str(GXDISCOVERY) not in sys.path:
-        sys.path.insert(0, str(GXDISCOVERY))
+    for path in (GXDISCOVERY, COMMON):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
     from ovr_gxdiscovery.inventory import GxConfig
     from ovr_gxdiscovery.render import InputView, render_input
 

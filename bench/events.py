@@ -34,7 +34,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "unit"))
-sys.path.insert(0, str(ROOT / "files" / "services" / "events"))
+# As on a host: events with ovr_common and ovr_gxdiscovery (its GX inventory reader).
+EVENTS_PATH = [str(ROOT / "files" / "services" / d) for d in ("events", "common", "gxdiscovery")]
+sys.path[:0] = EVENTS_PATH
 
 from ovr_events.auth import sync_users  # noqa: E402
 from peers import free_port, locate_mosquitto  # noqa: E402
@@ -86,7 +88,7 @@ def main() -> int:
             {"name": s["name"], "host": "127.0.0.1", "port": port} for s in systems]}))
         sync_users(tmp / "users.json", [{"name": "bench", "password": "bench-password", "role": "operator"}])
         api_port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "files/services/events"), "OVR_EVENTS_ENV_FILE": "/nonexistent",
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(EVENTS_PATH), "OVR_EVENTS_ENV_FILE": "/nonexistent",
                "OVR_NODE_ID": "bench", "OVR_GX_SYSTEMS": str(tmp / "gx_systems.json"),
                "OVR_GX_INVENTORY": str(tmp / "gx_inventory.json"), "OVR_EVENTS_DATA_DIR": str(tmp / "data"),
                "OVR_EVENTS_RUN_DIR": str(tmp / "run"), "OVR_EVENTS_USERS_FILE": str(tmp / "users.json"),

@@ -38,7 +38,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "files/services/fleet"))
+# As on a host: the service and ovr_common (files/services/common) on the path.
+PYTHONPATH = [str(REPO / "files/services/fleet"), str(REPO / "files/services/common")]
+sys.path[:0] = PYTHONPATH
 
 import bcrypt  # noqa: E402
 import requests  # noqa: E402
@@ -162,7 +164,7 @@ def main() -> int:
 
         # ---- fleet list -------------------------------------------------------------------
         web_port = free_port()
-        genv = {**os.environ, **env, "PYTHONPATH": str(REPO / "files/services/fleet"), "OVR_FLEET_ENV_FILE": "/nonexistent"}
+        genv = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(PYTHONPATH), "OVR_FLEET_ENV_FILE": "/nonexistent"}
         procs.append(subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{web_port}", "--workers", str(args.web_workers),
                                        "--threads", "4", "--worker-class", "gthread", "--log-level", "warning",
                                        "ovr_fleet.web:create_app()"], env=genv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

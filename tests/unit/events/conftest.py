@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-for _p in (HERE, HERE.parents[2] / "files" / "services" / "events"):
+# As on a host: events, ovr_common and gxdiscovery (events reads gx_inventory.json through it).
+for _p in (HERE, *(HERE.parents[2] / "files" / "services" / d for d in ("events", "common", "gxdiscovery"))):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 

@@ -19,6 +19,8 @@ from peers import free_port, locate_mosquitto
 
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS_DIR = ROOT / "files" / "services" / "events"
+# What the events service imports, as its PYTHONPATH on a host: itself, ovr_common, ovr_gxdiscovery.
+EVENTS_PATH = [EVENTS_DIR, ROOT / "files" / "services" / "common", ROOT / "files" / "services" / "gxdiscovery"]
 GXSIM_DIR = ROOT / "files" / "services" / "gxsim"
 VICTORIA_METRICS = "/usr/bin/victoria-metrics"
 PORTAL = "c0ffee0000e1"

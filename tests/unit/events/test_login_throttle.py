@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from evlib import EVENTS_DIR, OPERATOR, VIEWER
+from evlib import EVENTS_PATH, OPERATOR, VIEWER
 from ovr_events import auth
 from ovr_events.api import create_app
 from ovr_events.config import ENV, Settings
@@ -97,7 +97,7 @@ def test_limiter_state_is_shared_between_processes(settings: Settings):
     app = app_for(settings)
     script = f"""
 import sys
-sys.path.insert(0, {str(EVENTS_DIR)!r})
+sys.path[:0] = {[str(p) for p in EVENTS_PATH]!r}
 from ovr_events.api import create_app
 c = create_app().test_client()
 for i in range({ADDR_FREE + 1}):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from ovr_common.vm import quote as quote_label
 from ovr_events.reports import (
     Analyzer,
     SystemWindow,
@@ -19,7 +20,7 @@ from ovr_events.reports import (
     report_hash,
     trim_idle,
 )
-from ovr_events.vm import VMClient, line, quote_label
+from ovr_events.vm import VMClient, line
 
 
 def test_integrate_bucket_means_clips_to_the_window():

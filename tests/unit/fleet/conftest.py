@@ -15,6 +15,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "files/services/fleet"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "files/services/common"))  # ovr_common
 
 from fleet_testlib import OPERATORS, basic, make_settings, write_operators  # noqa: F401
 from ovr_fleet.config import Settings

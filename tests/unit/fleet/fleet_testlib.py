@@ -11,6 +11,7 @@ from pathlib import Path
 import bcrypt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "files/services/fleet"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "files/services/common"))  # ovr_common
 
 from ovr_fleet.config import Settings, load_settings
 

@@ -12,6 +12,7 @@ import pytest
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))  # works with any --import-mode
 sys.path.insert(0, str(HERE.parents[2] / "files/services/gxdiscovery"))
+sys.path.insert(0, str(HERE.parents[2] / "files/services/common"))  # ovr_common
 
 from gxd_helpers import Broker, Node, Observer, Sim  # noqa: E402
 

@@ -23,6 +23,7 @@ from peers import free_port, locate_mosquitto, locate_telegraf  # noqa: F401 (re
 
 REPO = Path(__file__).resolve().parents[3]
 PKG_DIR = REPO / "files/services/gxdiscovery"
+COMMON_DIR = REPO / "files/services/common"
 SIM_DIR = REPO / "files/services/gxsim"
 SIM_PROFILE = SIM_DIR / "profiles/default.json"
 STAR = REPO / "files/services/telegraf/victron_mqtt.star"
@@ -283,7 +284,7 @@ class Node:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OVR_")}
         env.update({
-            "PYTHONPATH": str(PKG_DIR),
+            "PYTHONPATH": f"{PKG_DIR}:{COMMON_DIR}",  # as on a host: the service and ovr_common
             "OVR_NODE_ID": self.node_id,
             "OVR_DEPLOYMENT_ID": "demo",
             "OVR_GX_INVENTORY": str(self.inventory),

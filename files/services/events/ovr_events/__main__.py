@@ -8,11 +8,12 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_settings
+from .config import ConfigError, describe, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ovr_events", description="ovr-tele edge events service")
+    parser = argparse.ArgumentParser(prog="ovr_events", description="ovr-tele edge events service", epilog=describe(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env-file", type=Path, default=None, help="default: $OVR_EVENTS_ENV_FILE or /etc/ovr/edge.env")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("worker", help="run the background worker (ovr-events-worker.service)")

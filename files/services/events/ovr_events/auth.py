@@ -9,17 +9,16 @@ Roles: operator (may change things) > viewer (may read when reads are not public
 from __future__ import annotations
 
 import grp
-import hashlib
 import json
 import os
 import re
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ovr_common.atomic import write_atomic
+from ovr_common.credentials import CredentialsError, CredentialsFile, Entry
 from werkzeug.security import check_password_hash, generate_password_hash
 
 ROLES = ("viewer", "operator")  # ascending rights
@@ -40,70 +39,49 @@ class User:
         return need in ROLES and self.role in ROLES and ROLES.index(self.role) >= ROLES.index(need)
 
 
+def parse_users(text: str) -> dict[str, Entry]:
+    """{"users": [{name, role, hash}]} -> entries; entries without a name or a known role are skipped."""
+    try:
+        doc = json.loads(text)
+        return {u["name"]: Entry(u["name"], u["role"], str(u.get("hash", ""))) for u in doc.get("users", [])
+                if isinstance(u, dict) and isinstance(u.get("name"), str) and u.get("role") in ROLES}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise CredentialsError(f"not a users file ({exc})") from None
+
+
+def _dummy_hash(entries: dict[str, Entry]) -> str:
+    """A hash of a random password, same method and parameters as the first user's."""
+    method = next((e.hash.split("$", 1)[0] for e in entries.values()), "")
+    try:
+        return generate_password_hash(secrets.token_hex(16), method=method or "scrypt")
+    except (ValueError, TypeError):
+        return generate_password_hash(secrets.token_hex(16))
+
+
+def _check(stored: str, password: str) -> bool:
+    return check_password_hash(stored, password)
+
+
 class Users:
-    """Reads the users file (again when it changes). Successful verifications are cached for a few
-    minutes by a SHA-256 of the password, because a password hash costs ~50-100 ms by design.
-    An unknown name is checked against a dummy hash made with the same method and cost as the
-    users' own, so its answer takes as long and does not tell which names exist."""
+    """The users file, read again when it changes (a missing or broken file: nobody can log in).
+    Successful verifications are cached for a few minutes under an HMAC key made per process
+    (ovr_common.credentials), because a password hash costs ~50-100 ms by design. An unknown
+    name is checked against a dummy hash made with the same method and cost as the users' own,
+    so its answer takes as long and does not tell which names exist."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._sig: tuple[int, int] | None = None
-        self._users: dict[str, dict[str, Any]] = {}
-        self._ok: dict[tuple[str, str], tuple[float, User]] = {}
-        self._dummy: str | None = None
-        self._lock = threading.Lock()
-
-    def _load(self) -> None:
-        try:
-            st = self.path.stat()
-            sig = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            self._users, self._sig, self._ok = {}, None, {}
-            return
-        if sig == self._sig:
-            return
-        try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-            users = {u["name"]: u for u in doc.get("users", [])
-                     if isinstance(u, dict) and isinstance(u.get("name"), str) and u.get("role") in ROLES}
-        except (OSError, ValueError, AttributeError):
-            users = {}
-        self._users, self._sig, self._ok, self._dummy = users, sig, {}, None
-
-    def _dummy_hash(self) -> str:
-        """A hash of a random password, same method and parameters as the first user's (made once per file)."""
-        with self._lock:
-            if self._dummy is None:
-                method = next((str(u.get("hash", "")).split("$", 1)[0] for u in self._users.values()), "")
-                try:
-                    self._dummy = generate_password_hash(secrets.token_hex(16), method=method or "scrypt")
-                except (ValueError, TypeError):
-                    self._dummy = generate_password_hash(secrets.token_hex(16))
-            return self._dummy
+        self.file = CredentialsFile(self.path, parse_users, _check, _dummy_hash,
+                                    cache_seconds=CACHE_SECONDS)
 
     def verify(self, name: str, password: str) -> User | None:
-        key = (name, hashlib.sha256(password.encode("utf-8", "surrogatepass")).hexdigest())
-        with self._lock:
-            self._load()
-            hit = self._ok.get(key)
-            if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
-                return hit[1]
-            entry = self._users.get(name)
-        stored = str(entry.get("hash", "")) if entry is not None else self._dummy_hash()
-        if not check_password_hash(stored, password) or entry is None:
-            return None
-        user = User(name, entry["role"])
-        with self._lock:
-            self._ok[key] = (time.monotonic(), user)
-        return user
+        entry = self.file.verify(name, password)
+        return None if entry is None else User(entry.name, entry.role)
 
     def role_of(self, name: str) -> User | None:
         """The user behind a session (still in the file, with its current role)."""
-        with self._lock:
-            self._load()
-            entry = self._users.get(name)
-        return None if entry is None else User(name, entry["role"])
+        entry = self.file.lookup(name)
+        return None if entry is None else User(name, entry.role)
 
 
 def check_users(wanted: Any) -> list[dict[str, str]]:
@@ -152,12 +130,5 @@ def sync_users(path: Path, wanted: Any, group: str | None = None) -> bool:
         same = False
     if same:
         return False
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    if gid is not None:
-        os.chown(tmp, 0, gid)
-    os.chmod(tmp, 0o640)
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"), 0o640, uid=None if gid is None else 0, gid=gid)
     return True

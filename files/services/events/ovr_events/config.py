@@ -7,17 +7,28 @@ setting has a default that fits the edge layout; the role writes the OVR_EVENTS_
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+from ovr_common import settings as common_settings
+from ovr_common.protocol import NODE_ID_RE as ID_RE
+from ovr_common.settings import (
+    Parser,
+    SettingsError,
+    Var,
+    boolean,
+    integer,
+    load_table,
+    log_level,
+    naming_file,
+    number,
+    settings_env,
+    text,
+)
 
-
-class ConfigError(ValueError):
-    """A setting is unusable; the message names the variable and what to fix."""
+# A setting is unusable; the message names the variable (and the file) and what to fix.
+ConfigError = SettingsError
 
 
 @dataclass(frozen=True)
@@ -68,95 +79,62 @@ class Settings:
         return self.run_dir / "wake.sock"
 
 
-# Settings field -> environment variable.
-ENV: dict[str, str] = {
-    "node_id": "OVR_NODE_ID",
-    "deployment_id": "OVR_DEPLOYMENT_ID",
-    "gx_systems": "OVR_GX_SYSTEMS",
-    "gx_inventory": "OVR_GX_INVENTORY",
-    "vm_url": "OVR_VM_URL",
-    "vmagent_url": "OVR_VMAGENT_URL",
-    "mqtt_host": "OVR_EVENTS_MQTT_HOST",
-    "mqtt_port": "OVR_EVENTS_MQTT_PORT",
-    "data_dir": "OVR_EVENTS_DATA_DIR",
-    "run_dir": "OVR_EVENTS_RUN_DIR",
-    "users_file": "OVR_EVENTS_USERS_FILE",
-    "control_file": "OVR_EVENTS_CONTROL_FILE",
-    "public_read": "OVR_EVENTS_PUBLIC_READ",
-    "stale_seconds": "OVR_EVENTS_STALE_SECONDS",
-    "confirm_timeout": "OVR_EVENTS_CONFIRM_TIMEOUT",
-    "heartbeat_seconds": "OVR_EVENTS_HEARTBEAT_SECONDS",
-    "summary_seconds": "OVR_EVENTS_SUMMARY_SECONDS",
-    "snapshot_seconds": "OVR_EVENTS_SNAPSHOT_SECONDS",
-    "report_delay_seconds": "OVR_EVENTS_REPORT_DELAY_SECONDS",
-    "report_retry_seconds": "OVR_EVENTS_REPORT_RETRY_SECONDS",
-    "report_retry_max_seconds": "OVR_EVENTS_REPORT_RETRY_MAX_SECONDS",
-    "photo_max_bytes": "OVR_EVENTS_PHOTO_MAX_BYTES",
-    "vm_timeout": "OVR_EVENTS_VM_TIMEOUT",
-    "log_level": "OVR_EVENTS_LOG_LEVEL",
+def _path(var: str, value: str) -> Path:
+    return Path(value)
+
+
+def _node_id(var: str, value: str) -> str:
+    if not ID_RE.match(value):
+        raise ConfigError(f"{var}: must match {ID_RE.pattern}, got {value!r}")
+    return value
+
+
+POSITIVE = number(0.0, above=True)
+_DEFAULTS = Settings()
+
+# Settings field -> (environment variable, parser, meaning); the defaults are the dataclass's.
+_VARS: dict[str, tuple[str, Parser, str]] = {
+    "node_id": ("OVR_NODE_ID", _node_id, "this node's id (labels, topics)"),
+    "deployment_id": ("OVR_DEPLOYMENT_ID", text, "fleet owner (labels, status)"),
+    "gx_systems": ("OVR_GX_SYSTEMS", _path, "discovered GX (gxdiscovery's output)"),
+    "gx_inventory": ("OVR_GX_INVENTORY", _path, "configured GX: host, TLS, user, password file"),
+    "vm_url": ("OVR_VM_URL", text, "edge VictoriaMetrics (report reads)"),
+    "vmagent_url": ("OVR_VMAGENT_URL", text, "local vmagent (ovr_event_active writes)"),
+    "mqtt_host": ("OVR_EVENTS_MQTT_HOST", text, "local broker (bridged to the cloud)"),
+    "mqtt_port": ("OVR_EVENTS_MQTT_PORT", integer(strict=True), "local broker port"),
+    "data_dir": ("OVR_EVENTS_DATA_DIR", _path, "SQLite, photos, reports, session key"),
+    "run_dir": ("OVR_EVENTS_RUN_DIR", _path, "the worker's snapshot and wake socket"),
+    "users_file": ("OVR_EVENTS_USERS_FILE", _path, "hashed users (users-sync writes it)"),
+    "control_file": ("OVR_EVENTS_CONTROL_FILE", _path, "GX control limits"),
+    "public_read": ("OVR_EVENTS_PUBLIC_READ", boolean, "reads without login on the LAN"),
+    "stale_seconds": ("OVR_EVENTS_STALE_SECONDS", POSITIVE, "a GX silent this long is stale"),
+    "confirm_timeout": ("OVR_EVENTS_CONFIRM_TIMEOUT", POSITIVE, "a GX write not echoed by then is a timeout"),
+    "heartbeat_seconds": ("OVR_EVENTS_HEARTBEAT_SECONDS", POSITIVE, "ovr_event_active period"),
+    "summary_seconds": ("OVR_EVENTS_SUMMARY_SECONDS", POSITIVE, "realtime summary to the cloud period"),
+    "snapshot_seconds": ("OVR_EVENTS_SNAPSHOT_SECONDS", POSITIVE, "snapshot period"),
+    "report_delay_seconds": ("OVR_EVENTS_REPORT_DELAY_SECONDS", POSITIVE, "wait after an event ends before reading VM"),
+    "report_retry_seconds": ("OVR_EVENTS_REPORT_RETRY_SECONDS", POSITIVE, "first report retry until the cloud acks"),
+    "report_retry_max_seconds": ("OVR_EVENTS_REPORT_RETRY_MAX_SECONDS", POSITIVE, "longest report retry interval"),
+    "photo_max_bytes": ("OVR_EVENTS_PHOTO_MAX_BYTES", integer(strict=True), "largest photo"),
+    "vm_timeout": ("OVR_EVENTS_VM_TIMEOUT", POSITIVE, "seconds per VictoriaMetrics request"),
+    "log_level": ("OVR_EVENTS_LOG_LEVEL", log_level, "DEBUG, INFO, WARNING or ERROR"),
 }
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines; '#' comments, optional quotes. A missing file is an empty mapping."""
-    out: dict[str, str] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return out
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        out[key.strip()] = value
-    return out
-
-
-def _convert(name: str, kind: Any, raw: str) -> Any:
-    var = ENV[name]
-    if kind is bool or kind == "bool":
-        low = raw.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{var}: expected true/false, got {raw!r}")
-    if kind in (int, "int"):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{var}: expected an integer, got {raw!r}") from None
-    if kind in (float, "float"):
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{var}: expected a number, got {raw!r}") from None
-        if value <= 0:
-            raise ConfigError(f"{var}: must be > 0, got {raw!r}")
-        return value
-    if kind in (Path, "Path"):
-        return Path(raw)
-    return raw
+TABLE: dict[str, Var] = {name: Var(var, str(getattr(_DEFAULTS, name)), meaning, parse)
+                         for name, (var, parse, meaning) in _VARS.items()}
+# Settings field -> environment variable.
+ENV: dict[str, str] = {name: entry.var for name, entry in TABLE.items()}
 
 
 def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from the env file (default $OVR_EVENTS_ENV_FILE or /etc/ovr/edge.env) + environment."""
+    """Settings from the env file (default $OVR_EVENTS_ENV_FILE or /etc/ovr/edge.env) + environment.
+    A missing file is no error (every setting has a default); an empty value takes the default."""
     environ = os.environ if environ is None else environ
     if env_file is None:
         env_file = Path(environ.get("OVR_EVENTS_ENV_FILE", "/etc/ovr/edge.env"))
-    merged = {**read_env_file(env_file), **{k: v for k, v in environ.items() if k.startswith("OVR_")}}
-    values: dict[str, Any] = {}
-    for f in fields(Settings):
-        var = ENV[f.name]
-        if var in merged and merged[var] != "":
-            values[f.name] = _convert(f.name, f.type, merged[var])
-    settings = Settings(**values)
-    if not ID_RE.match(settings.node_id):
-        raise ConfigError(f"OVR_NODE_ID: must match {ID_RE.pattern}, got {settings.node_id!r}")
-    if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"OVR_EVENTS_LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
-    return settings
+    merged = settings_env(env_file, environ, missing_ok=True)
+    return naming_file(env_file, lambda: Settings(**load_table(TABLE, merged, empty_is_default=True)))
+
+
+def describe() -> str:
+    """The environment contract, for --help."""
+    return common_settings.describe(TABLE, "/etc/ovr/edge.env", width=36)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ovr_common.errors import ApiError
+
 from .realtime import CONTROL_PATHS
 
 MODES = {"charger_only": 1, "inverter_only": 2, "on": 3, "off": 4}
@@ -46,11 +48,12 @@ SETTINGS: dict[str, Setting] = {
 }
 
 
-class ControlError(Exception):
+class ControlError(ApiError):
+    """A request this module refuses: status and message for the client (answered by the
+    API's one ApiError handler)."""
+
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(status, message)
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from ovr_common.errors import ApiError
+from ovr_common.protocol import node_topic
+
 from . import SCHEMA
 from .store import Store, now_ms, row_dict
 
 
-class EventError(Exception):
+class EventError(ApiError):
+    """A request this module refuses: status and message for the client (answered by the
+    API's one ApiError handler)."""
+
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(status, message)
 
 
 MAX_NAME = 120
@@ -165,7 +169,7 @@ class Events:
     def _lifecycle(self, op: str, ev: sqlite3.Row | dict[str, Any], system_id: str | None, location: str | None,
                    ts: int) -> None:
         self.store.enqueue(
-            f"ovr/{self.node_id}/events",
+            node_topic(self.node_id, "events"),
             {"schema": SCHEMA, "ts": ts, "op": op, "event": event_ref(ev), "system_id": system_id,
              "location": location, "node_id": self.node_id},
         )

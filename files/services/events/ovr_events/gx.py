@@ -1,5 +1,6 @@
 """GX brokers: one paho client per GX from /etc/ovr/gx_systems.json (credentials and TLS from
-gx_inventory.json + password files), feeding a GxCache each, and the W/ writes of GX control.
+gx_inventory.json + password files, read by ovr_gxdiscovery.inventory), feeding a GxCache
+each, and the W/ writes of GX control.
 
 Runs in the worker only. On connect it asks for one full republish (plain keepalive) so values
 that never change (Mode, *IsAdjustable, limits) are known at once, then keeps the GX alive with
@@ -14,11 +15,12 @@ import logging
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from ovr_gxdiscovery.inventory import GxConfig, load_inventory, read_password
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .realtime import SUBSCRIPTIONS, GxCache
@@ -33,48 +35,35 @@ SUPPRESS = b'{"keepalive-options":["suppress-republish"]}'
 
 @dataclass(frozen=True)
 class GxTarget:
-    name: str
+    """A GX of gx_systems.json (online or lost) with its connection settings from
+    gx_inventory.json (read by ovr_gxdiscovery, which validates it); host and port as discovered."""
+
     system_id: str
     portal_id: str
-    host: str
-    port: int
-    tls: bool = False
-    ca_file: str | None = None
-    insecure_skip_verify: bool = False
-    username: str | None = None
-    password_file: str | None = None
+    gx: GxConfig
 
-
-def read_password(path: str | None) -> str | None:
-    if not path:
-        return None
-    text = Path(path).read_text(encoding="utf-8")
-    return text[:-1] if text.endswith("\n") else text
+    @property
+    def name(self) -> str:
+        return self.gx.name
 
 
 def load_targets(systems_file: Path, inventory_file: Path) -> list[GxTarget]:
-    """Online/lost GX of gx_systems.json, with the inventory's connection settings by name."""
+    """Online/lost GX of gx_systems.json, with the inventory's connection settings by name.
+    A missing file is an empty list; a broken inventory is an InventoryError (a ValueError)."""
     try:
         systems = json.loads(systems_file.read_text(encoding="utf-8")).get("systems", [])
     except FileNotFoundError:
         return []
-    try:
-        inv_doc = json.loads(inventory_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        inv_doc = {"systems": []}
-    inventory = {e.get("name"): e for e in (inv_doc.get("systems", []) if isinstance(inv_doc, dict) else inv_doc)}
+    inventory = {gx.name: gx for gx in load_inventory(inventory_file)} if inventory_file.exists() else {}
     out = []
     for s in systems:
         if s.get("status", "online") not in ("online", "lost") or not s.get("portal_id") or not s.get("system_id"):
             continue
-        inv = inventory.get(s.get("name"), {})
-        out.append(GxTarget(
-            name=s.get("name") or s["system_id"], system_id=s["system_id"], portal_id=s["portal_id"],
-            host=s.get("host") or inv.get("host"), port=int(s.get("port") or inv.get("port") or 1883),
-            tls=bool(inv.get("tls", False)), ca_file=inv.get("ca_file"),
-            insecure_skip_verify=bool(inv.get("insecure_skip_verify", False)),
-            username=inv.get("username"), password_file=inv.get("password_file"),
-        ))
+        inv = inventory.get(s.get("name"))
+        host = s.get("host") or (inv.host if inv else None)
+        port = int(s.get("port") or (inv.port if inv else 1883))
+        gx = replace(inv, host=host, port=port) if inv else GxConfig(name=s.get("name") or s["system_id"], host=host, port=port)
+        out.append(GxTarget(system_id=s["system_id"], portal_id=s["portal_id"], gx=gx))
     return out
 
 
@@ -90,11 +79,11 @@ class GxConnection:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ovr-events-{node_id}-{target.name}",
                              clean_session=True)
         client.enable_logger(logging.getLogger("ovr_events.gx.paho"))
-        if target.username:
-            client.username_pw_set(target.username, read_password(target.password_file))
-        if target.tls:
-            ctx = ssl.create_default_context(cafile=target.ca_file)
-            if target.insecure_skip_verify:
+        if target.gx.username:
+            client.username_pw_set(target.gx.username, read_password(target.gx))
+        if target.gx.tls:
+            ctx = ssl.create_default_context(cafile=target.gx.ca_file)
+            if target.gx.insecure_skip_verify:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             client.tls_set_context(ctx)
@@ -105,7 +94,7 @@ class GxConnection:
         self.client = client
 
     def start(self) -> None:
-        self.client.connect_async(self.target.host, self.target.port, keepalive=30)
+        self.client.connect_async(self.target.gx.host, self.target.gx.port, keepalive=30)
         self.client.loop_start()
 
     def stop(self) -> None:
@@ -114,9 +103,9 @@ class GxConnection:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("gx %s (%s:%s): connect refused: %s", self.target.name, self.target.host, self.target.port, reason_code)
+            log.warning("gx %s (%s:%s): connect refused: %s", self.target.name, self.target.gx.host, self.target.gx.port, reason_code)
             return
-        log.info("gx %s (%s:%s): connected, portal %s", self.target.name, self.target.host, self.target.port,
+        log.info("gx %s (%s:%s): connected, portal %s", self.target.name, self.target.gx.host, self.target.gx.port,
                  self.target.portal_id)
         with self.lock:
             self.cache.set_connected(True)

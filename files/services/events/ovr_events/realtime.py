@@ -16,11 +16,11 @@ dashboard shows. Rules that fix the original service's bugs:
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import time
 from typing import Any
+
+from ovr_common.protocol import loads_finite
 
 PHASES = ("L1", "L2", "L3")
 
@@ -55,17 +55,6 @@ SUBSCRIPTIONS = ("system/0/#", "vebus/#", "gps/#", "battery/+/Alarms/#", "batter
 _MISSING = object()
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999
-        raise ValueError(f"number {text[:20]} is out of range")
-    return value
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
-
-
 def parse_payload(payload: bytes) -> Any:
     """The value of a Venus payload; _MISSING for an empty payload; raises ValueError if malformed
     (too large, not JSON, nested too deeply, NaN or Infinity, not a Venus value object)."""
@@ -74,7 +63,7 @@ def parse_payload(payload: bytes) -> Any:
     if len(payload) > 65536:
         raise ValueError("payload too large")
     try:
-        doc = json.loads(payload, parse_float=_finite, parse_constant=_refuse_constant)
+        doc = loads_finite(payload)
     except RecursionError:
         raise ValueError("payload nested too deeply") from None
     if not isinstance(doc, dict) or "value" not in doc:

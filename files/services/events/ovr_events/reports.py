@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .vm import VMClient, quote_label
+from ovr_common.vm import quote
+
+from .vm import VMClient
 
 Series = list[tuple[float, float]]  # (t seconds, mean over (t - step, t])
 
@@ -173,7 +175,7 @@ class Analyzer:
         return result[0][1] if result else None
 
     def analyze(self, w: SystemWindow) -> dict[str, Any]:
-        sel = f"system_id={quote_label(w.system_id)}"
+        sel = f"system_id={quote(w.system_id)}"
         duration = max(0.0, w.end - w.start)
         step = self.step_for(duration)
         span = f"{max(int(duration), 60)}s"

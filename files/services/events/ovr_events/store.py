@@ -1,8 +1,8 @@
 """SQLite store shared by the HTTP app and the worker (WAL, one connection per thread).
 
-Schema changes are migrations: MIGRATIONS[i] takes the database from user_version i to i+1,
-each in one transaction, so an edge upgraded across several releases replays them in order
-and a failed migration leaves the old schema intact.
+Schema changes are migrations: MIGRATIONS[i] takes the database from user_version i to i+1
+(ovr_common.sqlite runs them in one transaction), so an edge upgraded across several releases
+replays them in order and a failed migration leaves the old schema intact.
 """
 
 from __future__ import annotations
@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+
+from ovr_common import sqlite
+from ovr_common.sqlite import now_ms
+
+__all__ = ["MIGRATIONS", "Store", "now_ms", "row_dict"]
 
 MIGRATIONS: list[str] = [
     # 1: the whole first schema.
@@ -137,10 +140,6 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Store:
     """Thin adapter over SQLite; callers hold no connection state."""
 
@@ -152,12 +151,7 @@ class Store:
     def conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)
         if c is None:
-            c = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            c.row_factory = sqlite3.Row
-            c.execute("PRAGMA foreign_keys = ON")
-            c.execute("PRAGMA busy_timeout = 10000")
-            c.execute("PRAGMA synchronous = NORMAL")
-            self._local.conn = c
+            c = self._local.conn = sqlite.connect(self.path)
         return c
 
     def close(self) -> None:
@@ -166,33 +160,14 @@ class Store:
             c.close()
             self._local.conn = None
 
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE: writers queue instead of failing later)."""
-        c = self.conn()
-        if c.in_transaction:  # nested: join the outer transaction
-            yield c
-            return
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            yield c
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-        c.execute("COMMIT")
+    def tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE); nested, it joins the outer one."""
+        return sqlite.tx(self.conn())
 
     def migrate(self) -> int:
         """Bring the schema up to date; returns the version. Safe to call from both processes."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        c = self.conn()
-        c.execute("PRAGMA journal_mode = WAL")
-        with self.tx():
-            version = c.execute("PRAGMA user_version").fetchone()[0]
-            for i in range(version, len(MIGRATIONS)):
-                for statement in _statements(MIGRATIONS[i]):
-                    c.execute(statement)
-                c.execute(f"PRAGMA user_version = {i + 1}")
-        return len(MIGRATIONS)
+        return sqlite.migrate(self.conn(), MIGRATIONS, "this ovr-events")
 
     # ---- helpers ---------------------------------------------------------------------
     def one(self, sql: str, *args: Any) -> sqlite3.Row | None:
@@ -233,17 +208,6 @@ class Store:
                 "INSERT INTO outbox (topic, payload, qos, created_at) VALUES (?,?,?,?)",
                 (topic, json.dumps(payload, sort_keys=True, separators=(",", ":")), qos, now_ms()),
             )
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration into statements (no ';' inside our DDL strings)."""
-    out = []
-    for part in script.split(";"):
-        lines = [ln for ln in part.splitlines() if ln.strip() and not ln.strip().startswith("--")]
-        text = "\n".join(ln.split("--", 1)[0] if "--" in ln else ln for ln in lines).strip()
-        if text:
-            out.append(text)
-    return out
 
 
 def row_dict(row: sqlite3.Row | None) -> dict[str, Any] | None:

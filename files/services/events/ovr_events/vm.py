@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
 
-import requests
+from ovr_common import vm as common_vm
+from ovr_common.vm import VMError, finite_points
 
-
-class VMError(Exception):
-    """VictoriaMetrics or vmagent did not answer as expected (the message is safe to log)."""
-
-
-def quote_label(value: str) -> str:
-    """A PromQL label value in double quotes."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+__all__ = ["VMClient", "VMError", "line"]
 
 
 def _escape_tag(value: str) -> str:
@@ -33,48 +26,26 @@ def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, int | f
 
 
 class VMClient:
+    """Reads from the edge VictoriaMetrics, writes to the local vmagent (Influx line protocol)."""
+
     def __init__(self, vm_url: str, vmagent_url: str, timeout: float = 10.0) -> None:
-        self.vm_url = vm_url.rstrip("/")
-        self.vmagent_url = vmagent_url.rstrip("/")
-        self.timeout = timeout
-        self.http = requests.Session()
+        self.vm = common_vm.VMClient(vm_url, timeout)
+        self.vmagent = common_vm.VMClient(vmagent_url, timeout, session=self.vm.session)
 
     def write_lines(self, lines: list[str]) -> None:
-        if not lines:
-            return
-        try:
-            r = self.http.post(f"{self.vmagent_url}/write", data="\n".join(lines).encode(), timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise VMError(f"vmagent {self.vmagent_url} unreachable ({exc.__class__.__name__})") from None
-        if r.status_code >= 300:
-            raise VMError(f"vmagent write refused: HTTP {r.status_code} {r.text[:200]}")
-
-    def _get(self, path: str, params: dict[str, Any]) -> Any:
-        try:
-            r = self.http.get(f"{self.vm_url}{path}", params=params, timeout=self.timeout)
-            doc = r.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise VMError(f"VictoriaMetrics {self.vm_url} query failed ({exc.__class__.__name__})") from None
-        if r.status_code != 200 or doc.get("status") != "success":
-            raise VMError(f"VictoriaMetrics query failed: {str(doc.get('error', r.status_code))[:300]}")
-        return doc["data"]
+        if lines:
+            self.vmagent.post("/write", "\n".join(lines), "the write")
 
     def query(self, expr: str, at: float | None = None) -> list[tuple[dict[str, str], float]]:
-        params: dict[str, Any] = {"query": expr}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
+        """Instant values, NaN/Inf dropped."""
         out = []
-        for item in self._get("/api/v1/query", params).get("result", []):
+        for item in self.vm.query(expr, at):
             v = float(item["value"][1])
             if math.isfinite(v):
                 out.append((item["metric"], v))
         return out
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
-        data = self._get("/api/v1/query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
-                                                  "step": f"{step:g}s", "nocache": "1"})
-        out = []
-        for item in data.get("result", []):
-            points = [(float(t), float(v)) for t, v in item["values"] if math.isfinite(float(v))]
-            out.append((item["metric"], points))
-        return out
+        """Series as (labels, points) with NaN/Inf samples dropped; uncached (just written data)."""
+        return [(item["metric"], finite_points(item["values"]))
+                for item in self.vm.query_range(expr, start, end, step, nocache=True)]

@@ -21,10 +21,19 @@ import signal
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from ovr_common.atomic import write_atomic
+from ovr_common.protocol import (
+    END_TOPIC_FILTER,
+    REGISTRY_TOPIC,
+    ack_topic,
+    align_topic,
+    cmd_topic,
+    end_event_id,
+    node_topic,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 
 from . import SCHEMA, __version__
@@ -37,14 +46,6 @@ from .store import Store, now_ms
 from .vm import VMClient, VMError, line
 
 log = logging.getLogger("ovr_events.worker")
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o640) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 def summary_for_cloud(s: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +82,7 @@ class Worker:
     def _local_client(self) -> mqtt.Client:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ovr-events-{self.s.node_id}", clean_session=False)
         c.enable_logger(logging.getLogger("ovr_events.local.paho"))
-        c.will_set(f"ovr/{self.s.node_id}/status", self._status("offline"), qos=1, retain=True)
+        c.will_set(node_topic(self.s.node_id, "status"), self._status("offline"), qos=1, retain=True)
         c.reconnect_delay_set(1, 30)
         c.max_queued_messages_set(1000)
         c.on_connect = self._on_local_connect
@@ -94,8 +95,8 @@ class Worker:
             log.warning("local broker refused the connection: %s", reason_code)
             return
         node = self.s.node_id
-        client.publish(f"ovr/{node}/status", self._status("online"), qos=1, retain=True)
-        client.subscribe([(f"ovr/{node}/cmd/#", 1), ("ovr/registry/events", 1), ("ovr/events/+/end", 1)])
+        client.publish(node_topic(node, "status"), self._status("online"), qos=1, retain=True)
+        client.subscribe([(cmd_topic(node), 1), (REGISTRY_TOPIC, 1), (END_TOPIC_FILTER, 1)])
         self.local_connected.set()
         log.info("local broker connected (%s:%s)", self.s.mqtt_host, self.s.mqtt_port)
 
@@ -108,15 +109,14 @@ class Worker:
 
     def handle_cloud(self, topic: str, doc: Any) -> None:
         node = self.s.node_id
-        parts = topic.split("/")
-        if topic == f"ovr/{node}/cmd/ack":
+        if topic == ack_topic(node):
             rid = doc.get("report_id") if isinstance(doc, dict) else None
             if isinstance(rid, str):
                 with self.store.tx() as c:
                     n = c.execute("UPDATE reports SET acked_at = ? WHERE id = ? AND acked_at IS NULL", (now_ms(), rid)).rowcount
                 if n:
                     self.store.audit("cloud", "report_acked", detail={"report_id": rid})
-        elif topic == f"ovr/{node}/cmd/align":
+        elif topic == align_topic(node):
             if not isinstance(doc, dict):
                 return
             local_id, canonical, name = doc.get("local_event_id"), doc.get("canonical_event_id"), doc.get("name")
@@ -128,7 +128,7 @@ class Worker:
                 log.info("event %s aligned to %s (%s)", local_id, canonical, name)
                 self._end_series(local_id, changed["systems"])
                 self._wake_self()
-        elif topic == "ovr/registry/events":
+        elif topic == REGISTRY_TOPIC:
             entries = doc.get("events") if isinstance(doc, dict) else doc
             if not isinstance(entries, list):
                 return
@@ -138,9 +138,8 @@ class Worker:
             if ended:
                 log.info("registry: ended %s (ended in the cloud while this node was away)", ended)
                 self._wake_self()
-        elif len(parts) == 4 and parts[:2] == ["ovr", "events"] and parts[3] == "end" \
-                and self.events.end_from_cloud(parts[2], "event_end_broadcast"):
-                log.info("event %s ended by the cloud", parts[2])
+        elif (ended_id := end_event_id(topic)) is not None and self.events.end_from_cloud(ended_id, "event_end_broadcast"):
+                log.info("event %s ended by the cloud", ended_id)
                 self._wake_self()
 
     # ---- wake socket -------------------------------------------------------------------
@@ -286,7 +285,7 @@ class Worker:
             return
         doc = {"schema": SCHEMA, "ts": now_ms(), "node_id": self.s.node_id, "deployment_id": self.s.deployment_id,
                "systems": [summary_for_cloud(s) for s in snap["systems"]], "active_events": self.events.active_summary()}
-        self.local.publish(f"ovr/{self.s.node_id}/realtime", json.dumps(doc, separators=(",", ":")), qos=0, retain=True)
+        self.local.publish(node_topic(self.s.node_id, "realtime"), json.dumps(doc, separators=(",", ":")), qos=0, retain=True)
 
     def flush_outbox(self) -> None:
         if not self.local_connected.is_set():
@@ -319,7 +318,7 @@ class Worker:
             payload = {"schema": SCHEMA, "ts": now, "report_id": r["id"], "hash": report_hash(report),
                        "event": report["event"], "node_id": self.s.node_id, "deployment_id": self.s.deployment_id,
                        "report": report, "html": html_text}
-            info = self.local.publish(f"ovr/{self.s.node_id}/reports", json.dumps(payload, separators=(",", ":")), qos=1)
+            info = self.local.publish(node_topic(self.s.node_id, "reports"), json.dumps(payload, separators=(",", ":")), qos=1)
             attempts = r["attempts"] + 1
             delay = min(self.s.report_retry_max_seconds, self.s.report_retry_seconds * 2 ** min(attempts - 1, 10))
             with self.store.tx() as c:
@@ -424,7 +423,7 @@ class Worker:
     def shutdown(self) -> None:
         self.gx.stop()
         if self.local_connected.is_set():
-            info = self.local.publish(f"ovr/{self.s.node_id}/status", self._status("offline"), qos=1, retain=True)
+            info = self.local.publish(node_topic(self.s.node_id, "status"), self._status("offline"), qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2)
         self.local.disconnect()

@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "check-config":
         try:
-            Operators(settings.operators_file)._load()
+            Operators(settings.operators_file).file.entries()
             settings.mqtt_password()
         except (OperatorsError, SettingsError) as exc:
             print(f"ovr-fleet: {exc}", file=sys.stderr)

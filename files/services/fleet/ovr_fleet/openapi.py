@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ovr_common.protocol import NODE_ID_PATTERN
+
 from . import __version__
 
 ID = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"}
-NODE = {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_-]{0,62}$"}
+NODE = {"type": "string", "pattern": NODE_ID_PATTERN}
 DEPLOYMENT = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
 MS = {"type": ["integer", "null"]}
 NUM = {"type": ["number", "null"]}

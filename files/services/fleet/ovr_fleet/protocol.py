@@ -13,59 +13,43 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from ovr_common.protocol import (
+    NODE_ID_RE,
+    REGISTRY_TOPIC,
+    RESERVED_IDS,
+    ack_topic,
+    align_topic,
+    end_topic,
+    loads_finite,
+    node_topic,
+    split_node_topic,
+)
+
 from . import SCHEMA
 
+__all__ = ["REGISTRY_TOPIC", "RESERVED", "ack_topic", "align_topic", "end_topic"]
+
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-NODE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+NODE_RE = NODE_ID_RE
 
 # ovr/<node>/bridge: "1"/"0" from the edge's Mosquitto bridge (its notification topic; "0" is the
 # bridge's last will at the cloud), so a node that drops off the WAN shows offline at once.
-SUBSCRIPTIONS = [("ovr/+/status", 1), ("ovr/+/realtime", 0), ("ovr/+/events", 1), ("ovr/+/reports", 1),
-                 ("ovr/+/bridge", 1)]
-REGISTRY_TOPIC = "ovr/registry/events"
+SUBSCRIPTIONS = [(node_topic("+", "status"), 1), (node_topic("+", "realtime"), 0), (node_topic("+", "events"), 1),
+                 (node_topic("+", "reports"), 1), (node_topic("+", "bridge"), 1)]
 # Second topic levels that are not nodes (ovr/registry/events matches ovr/+/events).
-RESERVED = frozenset({"registry", "events"})
+RESERVED = RESERVED_IDS
 
 
 class BadMessage(ValueError):
     """A message the worker drops (logged with the reason)."""
 
 
-def ack_topic(node_id: str) -> str:
-    return f"ovr/{node_id}/cmd/ack"
-
-
-def align_topic(node_id: str) -> str:
-    return f"ovr/{node_id}/cmd/align"
-
-
-def end_topic(event_id: str) -> str:
-    return f"ovr/events/{event_id}/end"
-
-
-def split_topic(topic: str) -> tuple[str, str] | None:
-    """ovr/<node>/<kind> -> (node, kind) for the subscribed kinds, else None."""
-    parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != "ovr" or parts[2] not in ("status", "realtime", "events", "reports", "bridge"):
-        return None
-    if not NODE_RE.match(parts[1]) or parts[1] in RESERVED:
-        return None
-    return parts[1], parts[2]
+# ovr/<node>/<kind> -> (node, kind) for the subscribed kinds, else None.
+split_topic = split_node_topic
 
 
 # Largest magnitude a number from a node may have: a sum of millions of them stays finite.
 MAX_MAGNITUDE = 1e15
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999
-        raise ValueError(f"number {text[:20]} is out of range")
-    return value
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def decode(payload: bytes, limit: int) -> dict[str, Any]:
@@ -74,7 +58,7 @@ def decode(payload: bytes, limit: int) -> dict[str, Any]:
     if len(payload) > limit:
         raise BadMessage(f"payload of {len(payload)} bytes is over the limit of {limit}")
     try:
-        data = json.loads(payload, parse_float=_finite, parse_constant=_refuse_constant)
+        data = loads_finite(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadMessage(f"not JSON: {exc}") from None
     except RecursionError:

@@ -1,4 +1,5 @@
-"""SQLite: one file shared by the API processes and the worker (WAL), numbered migrations.
+"""SQLite: one file shared by the API processes and the worker (WAL), numbered migrations
+(connect, tx and the migration runner are ovr_common.sqlite).
 
 Every timestamp is integer milliseconds since the epoch (UTC), as on the MQTT protocol.
 """
@@ -6,10 +7,12 @@ Every timestamp is integer milliseconds since the epoch (UTC), as on the MQTT pr
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+from ovr_common import sqlite
+from ovr_common.sqlite import connect, now_ms, tx
+
+__all__ = ["MIGRATIONS", "connect", "migrate", "now_ms", "open_db", "tx"]
 
 # Append only: a database at version N runs MIGRATIONS[N:] (each in one transaction).
 MIGRATIONS: list[str] = [
@@ -130,56 +133,9 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def connect(path: Path | str) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions through `tx`), WAL, rows as sqlite3.Row."""
-    conn = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=10000")
-    return conn
-
-
-@contextmanager
-def tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction (BEGIN IMMEDIATE: writers queue instead of failing later)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to the newest version; returns it. Safe to run from several processes."""
-    with tx(conn):
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise RuntimeError(f"database schema {version} is newer than this ovr-fleet ({len(MIGRATIONS)}): upgrade the code")
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            for statement in _statements(script):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={number}")
-    return len(MIGRATIONS)
-
-
-def _statements(script: str) -> list[str]:
-    out, buf = [], ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            out.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        out.append(buf.strip())
-    return out
+    return sqlite.migrate(conn, MIGRATIONS, "this ovr-fleet")
 
 
 def open_db(path: Path | str) -> sqlite3.Connection:

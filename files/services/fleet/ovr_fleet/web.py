@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from ovr_common.errors import ApiError, register_error_handlers
 
 from . import __version__, fleet, openapi, registry, reports, tiles, vm
 from .auth import Operator, Operators, OperatorsError
@@ -42,12 +42,6 @@ def page_headers(extra: str) -> dict[str, str]:
     csp = (f"sandbox; default-src 'none'; style-src 'unsafe-inline'; {extra}; form-action 'none'; base-uri 'none'; "
            "frame-ancestors 'none'")
     return {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.message, self.extra = status, message, extra
 
 
 def _check(value: Any, pattern: re.Pattern[str], what: str) -> str:
@@ -78,24 +72,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.extensions["ovr_fleet"] = {"settings": settings, "db": db, "vm": client}
 
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> tuple[Response, int]:
-        return jsonify({"error": exc.message, **exc.extra}), exc.status
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
-        messages = {404: "no such endpoint (GET /api/openapi.json lists them)",
-                    405: f"method {request.method} is not allowed here",
-                    413: f"request body too large (at most {MAX_BODY} bytes)"}
-        resp = jsonify({"error": messages.get(exc.code or 500, exc.description or exc.name)})
-        if exc.code == 405 and exc.get_response().headers.get("Allow"):
-            resp.headers["Allow"] = exc.get_response().headers["Allow"]
-        return resp, exc.code or 500
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> tuple[Response, int]:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return jsonify({"error": "internal error: the service log (journalctl -u ovr-fleet) has the details"}), 500
+    register_error_handlers(
+        app, log,
+        http_messages=lambda: {404: "no such endpoint (GET /api/openapi.json lists them)",
+                               405: f"method {request.method} is not allowed here",
+                               413: f"request body too large (at most {MAX_BODY} bytes)"},
+        internal_message="internal error: the service log (journalctl -u ovr-fleet) has the details",
+    )
 
     @app.before_request
     def authenticate() -> None:

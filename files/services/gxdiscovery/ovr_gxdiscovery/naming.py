@@ -16,7 +16,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+from ovr_common.protocol import NODE_ID_RE
+
+ID_RE = NODE_ID_RE
 MAX_LEN = 63
 
 _LETTER_SPACE_DIGIT = re.compile(r"([a-z]) (?=[0-9])")

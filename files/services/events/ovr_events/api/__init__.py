@@ -8,13 +8,13 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, request
+from ovr_common.errors import register_error_handlers
 
 from .. import __version__
 from ..config import Settings, load_settings
 from . import auth, control, events, media, realtime, reports
-from .common import ApiError, Ctx, ok
+from .common import Ctx, ok
 from .openapi import document
 
 log = logging.getLogger("ovr_events.api")
@@ -59,40 +59,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     def openapi():
         return ok(document())
 
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError):
-        resp = jsonify({"error": exc.message, **exc.extra})
-        resp.status_code = exc.status
-        if exc.status == 401:
-            resp.headers["WWW-Authenticate"] = 'Session realm="ovr-events"'
-        if "retry_after" in exc.extra:
-            resp.headers["Retry-After"] = str(exc.extra["retry_after"])
-        return resp
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        messages = {
-            404: f"no such endpoint {request.path}; see /api/openapi.json",
-            405: f"{request.method} is not allowed on {request.path}",
-            413: "request body too large",
-        }
-        resp = jsonify({"error": messages.get(exc.code or 500, exc.description or exc.name)})
-        resp.status_code = exc.code or 500
-        return resp
-
-    @app.errorhandler(OverflowError)
-    def too_big(exc: OverflowError):
-        # SQLite integers are 64-bit: a larger id in a URL names nothing.
-        resp = jsonify({"error": "no such item: the id is out of range"})
-        resp.status_code = 404
-        return resp
-
-    @app.errorhandler(Exception)
-    def crash(exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        resp = jsonify({"error": "internal error; the service log has the details"})
-        resp.status_code = 500
-        return resp
+    register_error_handlers(
+        app, log,
+        http_messages=lambda: {404: f"no such endpoint {request.path}; see /api/openapi.json",
+                               405: f"{request.method} is not allowed on {request.path}",
+                               413: "request body too large"},
+        internal_message="internal error; the service log has the details",
+        www_authenticate='Session realm="ovr-events"',
+    )
 
     @app.after_request
     def headers(resp):

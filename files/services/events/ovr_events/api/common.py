@@ -15,23 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app, g, jsonify, request, session
+from ovr_common.errors import ApiError
+from ovr_common.protocol import NODE_ID_RE as ID_RE
 
 from .. import throttle
 from ..auth import User, Users
-from ..config import ID_RE, Settings
+from ..config import Settings
 from ..control import ControlPolicy
 from ..events import Events
 from ..store import Store, now_ms
 
 log = logging.getLogger("ovr_events.api")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra
 
 
 class Snapshot:

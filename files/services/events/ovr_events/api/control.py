@@ -69,7 +69,7 @@ def write():
         ctx().store.audit(actor(), "gx_write_request", system_id=system_id,
                           detail={"setting": str(doc.get("setting"))[:60], "value": str(doc.get("value"))[:60]},
                           result="refused", error=exc.message)
-        raise ApiError(exc.status, exc.message) from None
+        raise
     if live is None or live["stale"]:
         ctx().store.audit(actor(), "gx_write_request", system_id=system_id, detail={"setting": setting.name, "value": value},
                           result="refused", error="no live data from the GX")

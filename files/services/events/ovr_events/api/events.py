@@ -7,7 +7,7 @@ import re
 
 from flask import Blueprint, request
 
-from ..events import MAX_NOTE, EventError, clean_text, notes_for, valid_uuid
+from ..events import MAX_NOTE, clean_text, notes_for, valid_uuid
 from ..store import now_ms, row_dict
 from .common import ApiError, actor, body, ctx, int_arg, ok, require, system_id_arg
 
@@ -28,18 +28,8 @@ def _systems(doc: dict, required: bool = True) -> list[str]:
     return out
 
 
-def _event_id(value: str) -> str:
-    try:
-        return valid_uuid(value)
-    except EventError as exc:
-        raise ApiError(exc.status, exc.message) from None
-
-
 def _call(fn, *args, **kwargs):
-    try:
-        result = fn(*args, **kwargs)
-    except EventError as exc:
-        raise ApiError(exc.status, exc.message) from None
+    result = fn(*args, **kwargs)
     ctx().wake_worker()
     return result
 
@@ -72,7 +62,7 @@ def registry():
 @bp.get("/api/events/<event_id>")
 @require("read")
 def get_event(event_id: str):
-    row = ctx().events.get(_event_id(event_id))
+    row = ctx().events.get(valid_uuid(event_id))
     if row is None:
         raise ApiError(404, f"no event {event_id} on this node")
     doc = ctx().events.describe(row)
@@ -85,7 +75,7 @@ def get_event(event_id: str):
 @bp.post("/api/events/<event_id>/systems")
 @require("operator")
 def add_systems(event_id: str):
-    eid = _event_id(event_id)
+    eid = valid_uuid(event_id)
     doc = body()
     return ok(_call(ctx().events.add, actor(), eid, _systems(doc), location=doc.get("location")))
 
@@ -93,7 +83,7 @@ def add_systems(event_id: str):
 @bp.delete("/api/events/<event_id>/systems/<system_id>")
 @require("operator")
 def remove_system(event_id: str, system_id: str):
-    eid = _event_id(event_id)
+    eid = valid_uuid(event_id)
     sid = system_id_arg(system_id, must_exist=False)
     return ok(_call(ctx().events.remove, actor(), eid, sid, op="remove"))
 
@@ -101,7 +91,7 @@ def remove_system(event_id: str, system_id: str):
 @bp.post("/api/events/<event_id>/systems/<system_id>/end")
 @require("operator")
 def end_system(event_id: str, system_id: str):
-    eid = _event_id(event_id)
+    eid = valid_uuid(event_id)
     sid = system_id_arg(system_id, must_exist=False)
     return ok(_call(ctx().events.remove, actor(), eid, sid, op="end"))
 
@@ -109,7 +99,7 @@ def end_system(event_id: str, system_id: str):
 @bp.put("/api/events/<event_id>/systems/<system_id>/location")
 @require("operator")
 def set_location(event_id: str, system_id: str):
-    eid = _event_id(event_id)
+    eid = valid_uuid(event_id)
     sid = system_id_arg(system_id, must_exist=False)
     return ok(_call(ctx().events.set_location, actor(), eid, sid, body().get("location")))
 
@@ -117,7 +107,7 @@ def set_location(event_id: str, system_id: str):
 @bp.post("/api/events/<event_id>/end")
 @require("operator")
 def end_all(event_id: str):
-    eid = _event_id(event_id)
+    eid = valid_uuid(event_id)
     return ok(_call(ctx().events.end_all, actor(), eid))
 
 
@@ -136,7 +126,7 @@ def end_every_event():
 def list_notes():
     event_pk = None
     if request.args.get("event_id"):
-        row = ctx().events.get(_event_id(request.args["event_id"]))
+        row = ctx().events.get(valid_uuid(request.args["event_id"]))
         if row is None:
             raise ApiError(404, "no such event")
         event_pk = row["pk"]
@@ -150,16 +140,13 @@ def list_notes():
 @require("operator")
 def add_note():
     doc = body()
-    try:
-        text = clean_text(doc.get("text"), "text", MAX_NOTE, required=True)
-    except EventError as exc:
-        raise ApiError(exc.status, exc.message) from None
+    text = clean_text(doc.get("text"), "text", MAX_NOTE, required=True)
     sid = doc.get("system_id")
     if sid is not None:
         sid = system_id_arg(sid)
     event_pk = event_id = None
     if doc.get("event_id") is not None:
-        row = ctx().events.get(_event_id(doc["event_id"]))
+        row = ctx().events.get(valid_uuid(doc["event_id"]))
         if row is None:
             raise ApiError(404, "no such event on this node")
         event_pk, event_id = row["pk"], row["id"]

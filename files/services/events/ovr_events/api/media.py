@@ -7,8 +7,9 @@ import hashlib
 import os
 
 from flask import Blueprint, request, send_file
+from ovr_common.atomic import write_atomic
 
-from ..events import EventError, clean_text
+from ..events import clean_text
 from ..store import now_ms, row_dict
 from .common import ApiError, actor, body, ctx, int_arg, ok, require, system_id_arg
 
@@ -73,10 +74,7 @@ def upload():
     kind = sniff(data[:16])
     if kind is None:
         raise ApiError(415, "not a JPEG, PNG, GIF, WebP or HEIC image")
-    try:
-        caption = clean_text(request.form.get("caption"), "caption", MAX_CAPTION)
-    except EventError as exc:
-        raise ApiError(exc.status, exc.message) from None
+    caption = clean_text(request.form.get("caption"), "caption", MAX_CAPTION)
     sid = request.form.get("system_id") or None
     if sid is not None:
         sid = system_id_arg(sid)
@@ -84,10 +82,7 @@ def upload():
     if request.form.get("event_id"):
         from ..events import valid_uuid
 
-        try:
-            eid = valid_uuid(request.form["event_id"])
-        except EventError as exc:
-            raise ApiError(exc.status, exc.message) from None
+        eid = valid_uuid(request.form["event_id"])
         row = ctx().events.get(eid)
         if row is None:
             raise ApiError(404, "no such event on this node")
@@ -101,10 +96,7 @@ def upload():
     filename = f"{ts}_{digest[:16]}.{kind[1]}"
     path = s.photos_dir / filename
     s.photos_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{filename}.tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, 0o640)
-    os.replace(tmp, path)
+    write_atomic(path, data, 0o640)
     original = os.path.basename((f.filename or "photo").replace("\\", "/"))[:200] or "photo"
     try:
         with ctx().store.tx() as c:
@@ -150,10 +142,7 @@ def photo_file(photo_id: int):
 @require("operator")
 def caption(photo_id: int):
     row = _get(photo_id)
-    try:
-        text = clean_text(body().get("caption"), "caption", MAX_CAPTION)
-    except EventError as exc:
-        raise ApiError(exc.status, exc.message) from None
+    text = clean_text(body().get("caption"), "caption", MAX_CAPTION)
     with ctx().store.tx() as c:
         c.execute("UPDATE photos SET caption = ? WHERE id = ?", (text, photo_id))
     ctx().store.audit(actor(), "photo_caption", event_id=row["event_id"], system_id=row["system_id"],

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ovr_common.protocol import NODE_ID_PATTERN
+
 from .. import __version__
 from ..control import MODES, SETTINGS
 
 ERR = {"$ref": "#/components/responses/Error"}
-SID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$", "example": "pro6005-1"}
+SID = {"type": "string", "pattern": NODE_ID_PATTERN, "example": "pro6005-1"}
 UUID = {"type": "string", "format": "uuid"}
 OBJ = {"type": "object"}
 NULLNUM = {"type": "number", "nullable": True}

@@ -44,10 +44,7 @@ def list_reports():
 @require("operator")
 def regenerate():
     doc = body()
-    try:
-        eid = valid_uuid(doc.get("event_id"))
-    except EventError as exc:
-        raise ApiError(exc.status, exc.message) from None
+    eid = valid_uuid(doc.get("event_id"))
     ev = ctx().events.get(eid)
     if ev is None:
         raise ApiError(404, f"no event {eid} on this node")
