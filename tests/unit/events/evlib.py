@@ -5,8 +5,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -15,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peers import free_port, locate_mosquitto
+from peers import Proc, free_port, locate_mosquitto, wait_port
 
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS_DIR = ROOT / "files" / "services" / "events"
@@ -24,35 +22,6 @@ EVENTS_PATH = [EVENTS_DIR, ROOT / "files" / "services" / "common", ROOT / "files
 GXSIM_DIR = ROOT / "files" / "services" / "gxsim"
 VICTORIA_METRICS = "/usr/bin/victoria-metrics"
 PORTAL = "c0ffee0000e1"
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
-
-
-class Proc:
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log_path = log
-        self.log = open(log, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
 
 
 class Broker(Proc):

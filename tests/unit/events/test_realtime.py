@@ -5,22 +5,15 @@ from __future__ import annotations
 import json
 
 from ovr_events.realtime import GxCache
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+from peers import FakeClock
 
 
 def v(x: object) -> bytes:
     return json.dumps({"value": x}).encode()
 
 
-def make() -> tuple[GxCache, Clock]:
-    clock = Clock()
+def make() -> tuple[GxCache, FakeClock]:
+    clock = FakeClock(1000.0)
     return GxCache("pro-1", "p1", clock=clock), clock
 
 
@@ -77,7 +70,7 @@ def test_battery_alarms_gps_and_stale():
     assert s["alarms"] == [{"service": "battery", "instance": "512", "alarm": "LowSoc", "level": 2}]
     assert s["gps"]["latitude"] == 52.1 and s["gps"]["longitude"] == 4.9
     assert s["stale"] is False
-    clock.t += 61
+    clock.now += 61
     assert c.summary(60)["stale"] is True
     c.handle("heartbeat", b'{"value": 1}')
     assert c.summary(60)["stale"] is False
@@ -127,7 +120,7 @@ def test_garbage_on_a_numeric_path_does_not_replace_the_value():
 LIMIT = "vebus/276/Ac/ActiveIn/CurrentLimit"
 
 
-def connected_cache() -> tuple[GxCache, Clock]:
+def connected_cache() -> tuple[GxCache, FakeClock]:
     c, clock = make()
     c.set_connected(True)
     c.handle("vebus/276/Mode", v(3))
@@ -178,7 +171,7 @@ def test_controls_that_never_arrived_are_unknown_once_the_full_republish_had_its
     c.set_connected(True)
     c.handle("vebus/276/Mode", v(3))
     assert c.unknown() == set()  # the full republish after connecting is still under way
-    clock.t += 5
+    clock.now += 5
     assert f"vebus/276/{'Dc/0/MaxChargeCurrent'}" in c.unknown()
     assert "vebus/276/Mode" not in c.unknown()
 

@@ -15,19 +15,9 @@ from ovr_gxdiscovery import run
 from ovr_gxdiscovery.probe import Decide, ProbeRequest, ProbeResult
 from ovr_gxdiscovery.settings import Settings, load_settings
 from ovr_gxdiscovery.state import Names
+from peers import FakeClock
 
 PA, PB = "c0619ab68e54", "be300d83ff04"
-
-
-class Clock:
-    def __init__(self, t: float = 1_800_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 class FakeGx:
@@ -66,7 +56,7 @@ class Env:
         reload.write_text(f'#!/bin/sh\necho "reload $*" >> "{self.calls}"\nexit $(cat "{self.reload_rc}")\n')
         reload.chmod(0o755)
         self.gx: dict[str, FakeGx] = {}
-        self.clock = Clock()
+        self.clock = FakeClock(1_800_000_000.0)
         self.inventory: list[dict[str, Any]] = []
 
     def settings(self, **env: str) -> Settings:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -13,36 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from peers import free_port
+from peers import FakeClock, free_port, wait_port  # noqa: F401 - re-exported to the tests
 
 ROOT = Path(__file__).resolve().parents[3]
 GXSIM_DIR = ROOT / "files" / "services" / "gxsim"
 PORTAL = "c0ffee000001"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-
-
-def wait_port(port: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
 class Broker:
