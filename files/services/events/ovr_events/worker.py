@@ -37,9 +37,10 @@ from ovr_common.protocol import (
 from paho.mqtt.enums import CallbackAPIVersion
 
 from . import SCHEMA, __version__
+from . import notes as notes_db
 from .config import Settings
 from .control import SETTINGS, confirms
-from .events import Events, event_ref, notes_for
+from .events import Events, event_ref
 from .gx import GxConnection, GxManager
 from .reports import Analyzer, SystemWindow, build_report, render_html, report_hash
 from .store import Store, now_ms
@@ -358,8 +359,8 @@ class Worker:
                 w.locations.append(loc)
         start_ms = min((p["started_at"] for p in parts), default=ev["created_at"])
         end_ms = max(((p["ended_at"] or end_default) for p in parts), default=end_default)
-        notes = notes_for(self.store, event_pk=ev["pk"], limit=1000)
-        notes += [n for n in notes_for(self.store, start=start_ms, end=end_ms, limit=1000)
+        notes = notes_db.find(self.store.conn(), event_pk=ev["pk"], limit=1000)
+        notes += [n for n in notes_db.find(self.store.conn(), start=start_ms, end=end_ms, limit=1000)
                   if n["event_id"] is None and (n["system_id"] in windows or n["system_id"] is None)]
         photos = [dict(p) for p in self.store.all(
             "SELECT id, filename, system_id, caption, created_at FROM photos WHERE event_pk = ?"
