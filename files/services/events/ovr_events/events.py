@@ -377,3 +377,12 @@ class Events:
             out.append((labels, 1 if r["ended_at"] is None else 0))
         return out
 
+
+
+def open_participations(conn: sqlite3.Connection, systems: list[str]) -> list[sqlite3.Row]:
+    """(system_id, location) of the given systems' participations that have not ended."""
+    if not systems:
+        return []
+    marks = ",".join("?" * len(systems))
+    return conn.execute(f"SELECT system_id, location FROM participations WHERE system_id IN ({marks}) AND ended_at IS NULL",
+                        systems).fetchall()
