@@ -55,7 +55,7 @@ def strategies(real: list[str]) -> tuple[st.SearchStrategy, st.SearchStrategy]:
 @given(st.data())
 def test_any_cloud_message_is_applied_or_ignored(worker, data):
     topics, docs = strategies(active_ids(worker))
-    worker.handle_cloud(data.draw(topics), data.draw(docs))  # never raises
+    worker.cloud.handle(data.draw(topics), data.draw(docs))  # never raises
 
 
 def test_a_deeply_nested_cloud_message_is_dropped(worker):
@@ -63,5 +63,5 @@ def test_a_deeply_nested_cloud_message_is_dropped(worker):
         topic = f"ovr/{NODE}/cmd/align"
         payload = b"[" * 100_000 + b"]" * 100_000
 
-    worker._on_local_message(None, None, Msg())  # logged and dropped, the subscriber goes on
+    worker.cloud._on_message(None, None, Msg())  # logged and dropped, the subscriber goes on
     json.loads(b"[]")

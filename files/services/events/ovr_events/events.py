@@ -22,7 +22,7 @@ from typing import Any
 from ovr_common.errors import ApiError
 from ovr_common.protocol import node_topic
 
-from . import SCHEMA
+from . import SCHEMA, notes
 from .store import Store, now_ms, row_dict
 
 
@@ -81,6 +81,20 @@ class Events:
             " JOIN events e ON e.pk = p.event_pk WHERE p.system_id = ? AND p.ended_at IS NULL",
             system_id,
         )
+
+    def attach_to(self, event_id: str | None, system_id: str | None) -> tuple[int | None, str | None]:
+        """(event pk, event id) a note or photo belongs to: the event named (404 when it is not on
+        this node), else the system's active event, else (None, None)."""
+        if event_id is not None:
+            row = self.get(valid_uuid(event_id))
+            if row is None:
+                raise EventError(404, "no such event on this node")
+            return row["pk"], row["id"]
+        if system_id is not None:
+            p = self.active_participation(system_id)
+            if p is not None:
+                return p["event_pk"], p["event_id"]
+        return None, None
 
     def describe(self, row: sqlite3.Row) -> dict[str, Any]:
         parts = self.store.all(
@@ -196,8 +210,7 @@ class Events:
                           (ev["pk"], sid, location, now))
                 added.append(sid)
             if note:
-                c.execute("INSERT INTO notes (event_pk, system_id, text, author, created_at) VALUES (?,?,?,?,?)",
-                          (ev["pk"], systems[0] if len(systems) == 1 else None, note, actor, now))
+                notes.add(c, ev["pk"], systems[0] if len(systems) == 1 else None, note, actor, now)
             for sid in added:
                 self._lifecycle("start", ev, sid, location, now)
             self.store.audit(actor, "event_start", event_id=ev["id"], detail={"systems": added, "location": location,
@@ -365,24 +378,11 @@ class Events:
         return out
 
 
-def notes_for(store: Store, event_pk: int | None = None, system_id: str | None = None, start: int | None = None,
-              end: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    sql = ("SELECT n.id, n.text, n.system_id, n.author, n.created_at, e.id AS event_id FROM notes n"
-           " LEFT JOIN events e ON e.pk = n.event_pk WHERE 1=1")
-    args: list[Any] = []
-    if event_pk is not None:
-        sql += " AND n.event_pk = ?"
-        args.append(event_pk)
-    if system_id:
-        sql += " AND n.system_id = ?"
-        args.append(system_id)
-    if start is not None:
-        sql += " AND n.created_at >= ?"
-        args.append(start)
-    if end is not None:
-        sql += " AND n.created_at <= ?"
-        args.append(end)
-    sql += " ORDER BY n.created_at DESC, n.id DESC LIMIT ?"
-    args.append(limit)
-    return [row_dict(r) for r in store.all(sql, *args)]
 
+def open_participations(conn: sqlite3.Connection, systems: list[str]) -> list[sqlite3.Row]:
+    """(system_id, location) of the given systems' participations that have not ended."""
+    if not systems:
+        return []
+    marks = ",".join("?" * len(systems))
+    return conn.execute(f"SELECT system_id, location FROM participations WHERE system_id IN ({marks}) AND ended_at IS NULL",
+                        systems).fetchall()

@@ -13,8 +13,9 @@ from ovr_common.errors import register_error_handlers
 
 from .. import __version__
 from ..config import Settings, load_settings
+from ..context import Ctx
 from . import auth, control, events, media, realtime, reports
-from .common import Ctx, ok
+from .common import ok
 from .openapi import document
 
 log = logging.getLogger("ovr_events.api")

@@ -6,9 +6,10 @@ import uuid
 
 from flask import Blueprint, request
 
+from .. import writes as gx_writes
 from ..control import MODE_NAMES, SETTINGS, ControlError, validate
 from ..realtime import UNKNOWN_TEXT
-from ..store import now_ms, row_dict
+from ..store import now_ms
 from .common import ApiError, actor, body, ctx, int_arg, ok, require, system_id_arg
 
 bp = Blueprint("control", __name__)
@@ -16,12 +17,6 @@ bp = Blueprint("control", __name__)
 
 def _live(system_id: str) -> dict | None:
     return next((s for s in ctx().realtime()["systems"] if s["system_id"] == system_id), None)
-
-
-def _write_doc(row) -> dict:
-    d = row_dict(row)
-    return {k: d[k] for k in ("id", "system_id", "setting", "value", "before", "state", "actor", "requested_at",
-                              "sent_at", "done_at", "observed", "error")}
 
 
 @bp.get("/api/gx/settings")
@@ -77,23 +72,22 @@ def write():
     before = (live.get("controls") or {}).get(setting.name, {}).get("value")
     wid = str(uuid.uuid4())
     with ctx().store.tx() as c:
-        c.execute("INSERT INTO control_writes (id, system_id, setting, value, before, state, actor, requested_at)"
-                  " VALUES (?,?,?,?,?,'queued',?,?)", (wid, system_id, setting.name, value, before, actor(), now_ms()))
+        gx_writes.queue(c, wid, system_id, setting.name, value, before, actor(), now_ms())
     ctx().store.audit(actor(), "gx_write_request", system_id=system_id,
                       detail={"write_id": wid, "setting": setting.name, "value": value}, before={"value": before},
                       after={"value": value}, result="queued")
     ctx().wake_worker()
-    row = ctx().store.one("SELECT * FROM control_writes WHERE id = ?", wid)
-    return ok({"write": _write_doc(row)}, 202)
+    row = gx_writes.get(ctx().store.conn(), wid)
+    return ok({"write": gx_writes.doc(row)}, 202)
 
 
 @bp.get("/api/gx/writes/<write_id>")
 @require("read")
 def write_state(write_id: str):
-    row = ctx().store.one("SELECT * FROM control_writes WHERE id = ?", write_id)
+    row = gx_writes.get(ctx().store.conn(), write_id)
     if row is None:
         raise ApiError(404, f"no GX write {write_id[:60]!r}")
-    return ok({"write": _write_doc(row)})
+    return ok({"write": gx_writes.doc(row)})
 
 
 @bp.get("/api/gx/writes")
@@ -103,8 +97,5 @@ def writes():
     want = request.args.get("system_id")
     if want is not None:
         system_id_arg(want, must_exist=False)
-        rows = ctx().store.all("SELECT * FROM control_writes WHERE system_id = ? ORDER BY requested_at DESC LIMIT ?",
-                               want, limit)
-    else:
-        rows = ctx().store.all("SELECT * FROM control_writes ORDER BY requested_at DESC LIMIT ?", limit)
-    return ok({"writes": [_write_doc(r) for r in rows]})
+    rows = gx_writes.recent(ctx().store.conn(), want, limit)
+    return ok({"writes": [gx_writes.doc(r) for r in rows]})

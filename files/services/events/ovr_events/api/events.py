@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 from flask import Blueprint, request
 
-from ..events import MAX_NOTE, clean_text, notes_for, valid_uuid
+from .. import audit as audit_log
+from .. import notes, reportjobs
+from ..events import MAX_NOTE, clean_text, valid_uuid
 from ..store import now_ms, row_dict
 from .common import ApiError, actor, body, ctx, int_arg, ok, require, system_id_arg
 
@@ -66,9 +67,7 @@ def get_event(event_id: str):
     if row is None:
         raise ApiError(404, f"no event {event_id} on this node")
     doc = ctx().events.describe(row)
-    doc["reports"] = [row_dict(r) for r in ctx().store.all(
-        "SELECT id, state, requested_at, generated_at, acked_at FROM reports WHERE event_pk = ? ORDER BY requested_at",
-        row["pk"])]
+    doc["reports"] = [row_dict(r) for r in reportjobs.for_event(ctx().store.conn(), row["pk"])]
     return ok(doc)
 
 
@@ -133,7 +132,7 @@ def list_notes():
     sid = request.args.get("system_id")
     if sid is not None:
         system_id_arg(sid, must_exist=False)
-    return ok({"notes": notes_for(ctx().store, event_pk=event_pk, system_id=sid, limit=int_arg("limit", 50))})
+    return ok({"notes": notes.find(ctx().store.conn(), event_pk=event_pk, system_id=sid, limit=int_arg("limit", 50))})
 
 
 @bp.post("/api/notes")
@@ -144,20 +143,10 @@ def add_note():
     sid = doc.get("system_id")
     if sid is not None:
         sid = system_id_arg(sid)
-    event_pk = event_id = None
-    if doc.get("event_id") is not None:
-        row = ctx().events.get(valid_uuid(doc["event_id"]))
-        if row is None:
-            raise ApiError(404, "no such event on this node")
-        event_pk, event_id = row["pk"], row["id"]
-    elif sid is not None:
-        p = ctx().events.active_participation(sid)
-        if p is not None:
-            event_pk, event_id = p["event_pk"], p["event_id"]
+    event_pk, event_id = ctx().events.attach_to(doc.get("event_id"), sid)
     ts = now_ms()
     with ctx().store.tx() as c:
-        nid = c.execute("INSERT INTO notes (event_pk, system_id, text, author, created_at) VALUES (?,?,?,?,?)",
-                        (event_pk, sid, text, actor(), ts)).lastrowid
+        nid = notes.add(c, event_pk, sid, text, actor(), ts)
     ctx().store.audit(actor(), "note_add", event_id=event_id, system_id=sid, detail={"note_id": nid})
     return ok({"note": {"id": nid, "text": text, "system_id": sid, "event_id": event_id, "author": actor(),
                         "created_at": ts}}, 201)
@@ -166,12 +155,11 @@ def add_note():
 @bp.delete("/api/notes/<int:note_id>")
 @require("operator")
 def delete_note(note_id: int):
-    row = ctx().store.one("SELECT n.*, e.id AS event_id FROM notes n LEFT JOIN events e ON e.pk = n.event_pk WHERE n.id = ?",
-                          note_id)
+    row = notes.get(ctx().store.conn(), note_id)
     if row is None:
         raise ApiError(404, f"no note {note_id}")
     with ctx().store.tx() as c:
-        c.execute("DELETE FROM notes WHERE id = ?", (note_id,))
+        notes.delete(c, note_id)
     ctx().store.audit(actor(), "note_delete", event_id=row["event_id"], system_id=row["system_id"],
                       before={"text": row["text"]})
     return ok({"deleted": note_id})
@@ -194,24 +182,7 @@ def status():
 
 
 def _audit(limit: int, system_id: str | None = None, action: str | None = None, exclude_logins: bool = False) -> list[dict]:
-    sql, args = "SELECT * FROM audit WHERE 1=1", []
-    if exclude_logins:  # /api/status may be public: who tried which name stays in /api/audit (operators)
-        sql += " AND action != 'login'"
-    if system_id:
-        sql += " AND system_id = ?"
-        args.append(system_id)
-    if action:
-        sql += " AND action = ?"
-        args.append(action)
-    sql += " ORDER BY id DESC LIMIT ?"
-    args.append(limit)
-    out = []
-    for r in ctx().store.all(sql, *args):
-        d = row_dict(r)
-        for k in ("detail", "before", "after"):
-            d[k] = None if d[k] is None else json.loads(d[k])
-        out.append(d)
-    return out
+    return audit_log.entries(ctx().store.conn(), limit, system_id=system_id, action=action, exclude_logins=exclude_logins)
 
 
 # The same rule as the OpenAPI document's pattern for `action` (openapi.py).

@@ -9,52 +9,21 @@ import os
 from flask import Blueprint, request, send_file
 from ovr_common.atomic import write_atomic
 
+from .. import photos
 from ..events import clean_text
-from ..store import now_ms, row_dict
+from ..photos import MAX_CAPTION, sniff
+from ..store import now_ms
 from .common import ApiError, actor, body, ctx, int_arg, ok, require, system_id_arg
 
 bp = Blueprint("media", __name__)
 
-MAX_CAPTION = 500
-
-
-def sniff(head: bytes) -> tuple[str, str] | None:
-    """(content type, extension) from the first bytes, or None when it is no image we accept."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg", "jpg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png", "png"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif", "gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp", "webp"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis"):
-        return "image/heic", "heic"
-    return None
-
-
-def _photo_doc(row) -> dict:
-    d = row_dict(row)
-    return {k: d[k] for k in ("id", "filename", "original_filename", "content_type", "size", "sha256", "caption",
-                              "system_id", "event_id", "author", "created_at")}
-
-
-_SELECT = "SELECT p.*, e.id AS event_id FROM photos p LEFT JOIN events e ON e.pk = p.event_pk"
-
-
 @bp.get("/api/photos")
 @require("read")
 def list_photos():
-    sql, args = _SELECT + " WHERE 1=1", []
-    if request.args.get("event_id"):
-        sql += " AND e.id = ?"
-        args.append(request.args["event_id"][:64])
-    if request.args.get("system_id"):
-        sql += " AND p.system_id = ?"
-        args.append(system_id_arg(request.args["system_id"], must_exist=False))
-    sql += " ORDER BY p.created_at DESC, p.id DESC LIMIT ?"
-    args.append(int_arg("limit", 50))
-    return ok({"photos": [_photo_doc(r) for r in ctx().store.all(sql, *args)]})
+    event_id = request.args["event_id"][:64] if request.args.get("event_id") else None
+    sid = system_id_arg(request.args["system_id"], must_exist=False) if request.args.get("system_id") else None
+    rows = photos.find(ctx().store.conn(), event_id, sid, int_arg("limit", 50))
+    return ok({"photos": [photos.doc(r) for r in rows]})
 
 
 @bp.post("/api/photos")
@@ -78,19 +47,7 @@ def upload():
     sid = request.form.get("system_id") or None
     if sid is not None:
         sid = system_id_arg(sid)
-    event_pk = event_id = None
-    if request.form.get("event_id"):
-        from ..events import valid_uuid
-
-        eid = valid_uuid(request.form["event_id"])
-        row = ctx().events.get(eid)
-        if row is None:
-            raise ApiError(404, "no such event on this node")
-        event_pk, event_id = row["pk"], row["id"]
-    elif sid is not None:
-        p = ctx().events.active_participation(sid)
-        if p is not None:
-            event_pk, event_id = p["event_pk"], p["event_id"]
+    event_pk, event_id = ctx().events.attach_to(request.form.get("event_id") or None, sid)
     digest = hashlib.sha256(data).hexdigest()
     ts = now_ms()
     filename = f"{ts}_{digest[:16]}.{kind[1]}"
@@ -100,21 +57,20 @@ def upload():
     original = os.path.basename((f.filename or "photo").replace("\\", "/"))[:200] or "photo"
     try:
         with ctx().store.tx() as c:
-            pid = c.execute(
-                "INSERT INTO photos (event_pk, system_id, filename, original_filename, content_type, size, sha256, caption,"
-                " author, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (event_pk, sid, filename, original, kind[0], len(data), digest, caption, actor(), ts)).lastrowid
+            pid = photos.add(c, event_pk=event_pk, system_id=sid, filename=filename, original_filename=original,
+                             content_type=kind[0], size=len(data), sha256=digest, caption=caption, author=actor(),
+                             created_at=ts)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         raise
     ctx().store.audit(actor(), "photo_upload", event_id=event_id, system_id=sid,
                       detail={"photo_id": pid, "size": len(data), "type": kind[0]})
-    return ok({"photo": _photo_doc(ctx().store.one(_SELECT + " WHERE p.id = ?", pid))}, 201)
+    return ok({"photo": photos.doc(photos.get(ctx().store.conn(), pid))}, 201)
 
 
 def _get(photo_id: int):
-    row = ctx().store.one(_SELECT + " WHERE p.id = ?", photo_id)
+    row = photos.get(ctx().store.conn(), photo_id)
     if row is None:
         raise ApiError(404, f"no photo {photo_id}")
     return row
@@ -123,7 +79,7 @@ def _get(photo_id: int):
 @bp.get("/api/photos/<int:photo_id>")
 @require("read")
 def get_photo(photo_id: int):
-    return ok({"photo": _photo_doc(_get(photo_id))})
+    return ok({"photo": photos.doc(_get(photo_id))})
 
 
 @bp.get("/api/photos/<int:photo_id>/file")
@@ -144,10 +100,10 @@ def caption(photo_id: int):
     row = _get(photo_id)
     text = clean_text(body().get("caption"), "caption", MAX_CAPTION)
     with ctx().store.tx() as c:
-        c.execute("UPDATE photos SET caption = ? WHERE id = ?", (text, photo_id))
+        photos.set_caption(c, photo_id, text)
     ctx().store.audit(actor(), "photo_caption", event_id=row["event_id"], system_id=row["system_id"],
                       detail={"photo_id": photo_id}, before={"caption": row["caption"]}, after={"caption": text})
-    return ok({"photo": _photo_doc(_get(photo_id))})
+    return ok({"photo": photos.doc(_get(photo_id))})
 
 
 @bp.delete("/api/photos/<int:photo_id>")
@@ -155,7 +111,7 @@ def caption(photo_id: int):
 def delete(photo_id: int):
     row = _get(photo_id)
     with ctx().store.tx() as c:
-        c.execute("DELETE FROM photos WHERE id = ?", (photo_id,))
+        photos.delete(c, photo_id)
     with contextlib.suppress(FileNotFoundError):
         (ctx().settings.photos_dir / row["filename"]).unlink()
     ctx().store.audit(actor(), "photo_delete", event_id=row["event_id"], system_id=row["system_id"],

@@ -6,6 +6,7 @@ import json
 
 from flask import Blueprint, Response
 
+from .. import reportjobs
 from ..events import EventError, valid_uuid
 from ..store import now_ms, row_dict
 from .common import ApiError, actor, body, ctx, int_arg, ok, require
@@ -18,16 +19,12 @@ bp = Blueprint("reports", __name__)
 REPORT_CSP = ("sandbox allow-same-origin; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
               "form-action 'none'; base-uri 'none'; frame-ancestors 'none'")
 
-_SELECT = ("SELECT r.id, r.state, r.requested_at, r.generated_at, r.sha256, r.error, r.acked_at, r.attempts,"
-           " e.id AS event_id, e.name AS event_name FROM reports r JOIN events e ON e.pk = r.event_pk")
-
-
 def _row(report_id: str):
     try:
         rid = valid_uuid(report_id)
     except EventError:
         raise ApiError(400, "report id must be a UUID") from None
-    row = ctx().store.one(_SELECT + " WHERE r.id = ?", rid)
+    row = reportjobs.get(ctx().store.conn(), rid)
     if row is None:
         raise ApiError(404, f"no report {rid}")
     return row
@@ -36,7 +33,7 @@ def _row(report_id: str):
 @bp.get("/api/reports")
 @require("read")
 def list_reports():
-    rows = ctx().store.all(_SELECT + " ORDER BY r.requested_at DESC LIMIT ?", int_arg("limit", 50))
+    rows = reportjobs.recent(ctx().store.conn(), int_arg("limit", 50))
     return ok({"reports": [row_dict(r) for r in rows]})
 
 
@@ -52,7 +49,7 @@ def regenerate():
         rid = ctx().events.queue_report(c, ev["pk"], now_ms())
     ctx().store.audit(actor(), "report_request", event_id=eid, detail={"report_id": rid})
     ctx().wake_worker()
-    return ok({"report": row_dict(ctx().store.one(_SELECT + " WHERE r.id = ?", rid))}, 202)
+    return ok({"report": row_dict(reportjobs.get(ctx().store.conn(), rid))}, 202)
 
 
 @bp.get("/api/reports/<report_id>")
