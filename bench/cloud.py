@@ -12,7 +12,7 @@ Everything runs on 127.0.0.1 from a temporary directory that is removed at the e
 process is stopped at the end (and dies with the benchmark if it is killed).
 
 Cloud side, as roles/cloud deploys it: VictoriaMetrics with the command line of the role's unit,
-Caddy with the role's Caddyfile.j2 rendered by Ansible (role defaults, `cloud_bcrypt_hash` at the
+Caddy with the role's Caddyfile.j2 rendered as Ansible does (role defaults, `cloud_bcrypt_hash` at the
 role's cost) for N bench nodes, TLS with an ECDSA P-256 certificate from a CA made with openssl
 (what roles/cloud/tasks/tls.yml makes with community.crypto). Bench-only changes to the rendered
 Caddyfile: admin, HTTP and HTTPS ports (free ports instead of 2019/80/443). VictoriaMetrics gets one
@@ -26,7 +26,7 @@ the report says so. $VICTORIA_METRICS_BIN likewise replaces the VictoriaMetrics 
    700 msgs/s -> Telegraf with the production config -> vmagent) with the edge role's vmagent unit
    rendered WITH a cloud URL: stream aggregation (vmagent-cloud-aggregation.yml.j2) and basic auth
    toward the Caddy above, through a TCP byte counter (TLS and HTTP included). While it runs,
-   Ansible renders the big Caddyfile (bcrypt of every bench node) in the background.
+   the big Caddyfile renders (bcrypt of every bench node) in the background.
 2. Ingest: N simulated nodes, one client each (own credentials, own keep-alive connection, like
    vmagent). Each node sends one Prometheus remote-write body (snappy protobuf) every
    INTERVAL s = the edge's stream-aggregation interval (role default 10 s): that is what a node's
@@ -466,14 +466,6 @@ def probe(cloud: Cloud, auth: tuple[str, str] | None, body: bytes = b"", timeout
         return exc.code
 
 
-def vm_query(url: str, query: str, at: float | None = None) -> list[dict[str, Any]]:
-    params = {"query": query, "nocache": "1"}
-    if at is not None:
-        params["time"] = f"{at:.3f}"
-    doc = json.loads(lib.http_get(f"{url}/api/v1/query?{urllib.parse.urlencode(params)}", timeout=120))
-    return doc["data"]["result"]
-
-
 # ---- edge cloud leg ----------------------------------------------------------------------------
 
 
@@ -567,7 +559,7 @@ def edge_leg(cloud: Cloud, telegraf: str, vmagent: str, seconds: float, warm: fl
     d = {k: c1[k] - c0[k] for k in names}
     day = 86400 / span
     # samples that reached the cloud with timestamps in the window (aggregated samples carry the flush time)
-    found = vm_query(cloud.vm_url, f'sum(count_over_time({{node_id="bench-edge"}}[{int(1000 * (e1 - e0))}ms]))', e1)
+    found = lib.vm_query(cloud.vm_url, f'sum(count_over_time({{node_id="bench-edge"}}[{int(1000 * (e1 - e0))}ms]))', e1)
     rows = int(float(found[0]["value"][1])) if found else 0
     # uncompressed size of what reached the cloud: the same series re-encoded as remote write
     series = export_series(cloud.vm_url, '{node_id="bench-edge"}')
@@ -765,7 +757,7 @@ def verify(gen: Gen, res: dict[str, Any]) -> dict[str, Any]:
     expected = res["ok_samples"]
     deadline = time.monotonic() + 15
     while True:
-        got = {r["metric"].get("node_id", ""): int(float(r["value"][1])) for r in vm_query(url, q, at)}
+        got = {r["metric"].get("node_id", ""): int(float(r["value"][1])) for r in lib.vm_query(url, q, at)}
         bad = {n: (got.get(n, 0), e) for n, e in expected.items() if got.get(n, 0) != e}
         strangers = sorted(set(got) - set(expected))
         if (not bad and not strangers) or time.monotonic() > deadline:
@@ -873,7 +865,7 @@ def identity_check(gen: Gen) -> dict[str, Any]:
     }
     deadline = time.monotonic() + 20
     q = 'count_over_time(bench_identity_probe{deployment_id="bench-identity"}[5m])'
-    while not (found := vm_query(cloud.vm_url, q, time.time())) and time.monotonic() < deadline:
+    while not (found := lib.vm_query(cloud.vm_url, q, time.time())) and time.monotonic() < deadline:
         time.sleep(0.5)
     out["stored_as"] = sorted(r["metric"].get("node_id", "") for r in found)
     out["ok"] = (out["no_credentials"] == 401 and out["wrong_password"] == 401 and out["own_credentials"] == 204
@@ -899,7 +891,7 @@ def print_report(result: dict[str, Any]) -> None:
     ing = result.get("ingest")
     if ing:
         w(f"Caddy path: {ing['caddy_url']} -- TLS (ECDSA P-256 certificate from an openssl CA, as roles/cloud), "
-          f"roles/cloud Caddyfile.j2 rendered by Ansible for {ing['configured_nodes']} nodes, basicauth bcrypt cost "
+          f"roles/cloud Caddyfile.j2 rendered for {ing['configured_nodes']} nodes, basicauth bcrypt cost "
           f"{ing['bcrypt_cost']}, hash_cache {'on' if ing['hash_cache'] else 'OFF'} (Caddyfile default; "
           f"capped at {CADDY_HASH_CACHE_CAP} entries in Caddy's code)")
         w(f"Direct path: {ing['direct_url']}?extra_label=node_id=<node> (plain HTTP, no auth)")

@@ -10,7 +10,7 @@ A benchmark, not a test: it prints figures (and writes them as JSON) and never f
 Everything runs on 127.0.0.1 from a temporary directory that is removed at the end; every child
 process is stopped at the end (and dies with the benchmark if it is killed). Missing Debian
 packages (mosquitto, victoria-metrics with vmagent) are apt-get installed; Telegraf comes from
-$TELEGRAF_BIN or scripts/build-telegraf.sh; ansible-playbook (the venv's) renders the role.
+$TELEGRAF_BIN or scripts/build-telegraf.sh; bench/lib.py renders the role's templates (as Ansible does).
 
 - mosquitto stands in for the GX's broker (dbus-flashmq).
 - GX traffic: the GX simulator's load mode (files/services/gxsim: same engine, same 63 topics
@@ -18,7 +18,7 @@ $TELEGRAF_BIN or scripts/build-telegraf.sh; ansible-playbook (the venv's) render
   MQTT publisher in its own process. The simulator itself (paho) tops out at ~25-35k msgs/s
   with a whole core of this 2-core machine; the run measures that first and reports it.
 - Telegraf runs the production configuration: telegraf.conf.j2 and victron_processor.conf.j2
-  rendered by Ansible with the role defaults, and the GX input rendered by ovr_gxdiscovery exactly
+  rendered with the role defaults (bench/lib.py), and the GX input rendered by ovr_gxdiscovery exactly
   as ovr-refresh-gx-mqtt-sources writes it. vmagent and VictoriaMetrics run the command lines
   of the role's (rendered) units.
 
@@ -46,7 +46,6 @@ import sys
 import threading
 import time
 import tomllib
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,9 +221,7 @@ def start_stack(work: Path, procs: Processes, telegraf: str) -> Env:
 
 
 def vm_count(env: Env, selector: str) -> int:
-    q = urllib.parse.urlencode({"query": f"sum(count_over_time({selector}[1h]))", "nocache": "1"})
-    doc = json.loads(lib.http_get(f"{env.vm_url}/api/v1/query?{q}"))
-    result = doc["data"]["result"]
+    result = lib.vm_query(env.vm_url, f"sum(count_over_time({selector}[1h]))", timeout=10)
     return int(float(result[0]["value"][1])) if result else 0
 
 

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -223,6 +224,13 @@ def prom_counters(url: str, names: tuple[str, ...], keep: Callable[[str], bool] 
         if name in out and (keep is None or keep(line)):
             out[name] += float(line.rsplit(" ", 1)[1])
     return out
+
+
+def vm_query(url: str, query: str, at: float | None = None, timeout: float = 120) -> list[dict[str, Any]]:
+    """An instant query to VictoriaMetrics at `url` (uncached); its result list."""
+    params = {"query": query, "nocache": "1"} | ({"time": f"{at:.3f}"} if at is not None else {})
+    doc = json.loads(http_get(f"{url}/api/v1/query?{urllib.parse.urlencode(params)}", timeout=timeout))
+    return doc["data"]["result"]
 
 
 # ---- statistics ----------------------------------------------------------------------------
