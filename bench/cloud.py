@@ -22,7 +22,7 @@ The vmagent of the edge leg needs stream aggregation, which this host's Debian 1
 $VMAGENT_BIN points at another (Debian 13's, as in production); without one that leg is skipped and
 the report says so. $VICTORIA_METRICS_BIN likewise replaces the VictoriaMetrics binary.
 
-1. Edge cloud leg (bytes per node per day): bench/edge.py's pieces (GX traffic at a real node's
+1. Edge cloud leg (bytes per node per day): bench/lib.py's edge pieces (GX traffic at a real node's
    700 msgs/s -> Telegraf with the production config -> vmagent) with the edge role's vmagent unit
    rendered WITH a cloud URL: stream aggregation (vmagent-cloud-aggregation.yml.j2) and basic auth
    toward the Caddy above, through a TCP byte counter (TLS and HTTP included). While it runs,
