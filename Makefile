@@ -94,6 +94,10 @@ bench-cloud: deps ## remote-write ingest via Caddy+auth vs direct (N nodes, rati
 bench-events: venv ## events service: /api/realtime p50/p99 with 10 GX, control write -> confirmed p95
 	@$(BIN)/python bench/events.py
 
+.PHONY: bench-converge
+bench-converge: deps ## no-op converge of a demo edge and the cloud: wall time via podman and SSH, changed=0 asserted
+	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && $(BIN)/python bench/converge.py
+
 # ---- demo ------------------------------------------------------------------------------
 .PHONY: demo
 demo: deps ## start the demo fleet in local containers and print where to look

@@ -12,7 +12,7 @@ Everything runs on 127.0.0.1 from a temporary directory that is removed at the e
 process is stopped at the end (and dies with the benchmark if it is killed).
 
 Cloud side, as roles/cloud deploys it: VictoriaMetrics with the command line of the role's unit,
-Caddy with the role's Caddyfile.j2 rendered by Ansible (role defaults, `cloud_bcrypt_hash` at the
+Caddy with the role's Caddyfile.j2 rendered as Ansible does (role defaults, `cloud_bcrypt_hash` at the
 role's cost) for N bench nodes, TLS with an ECDSA P-256 certificate from a CA made with openssl
 (what roles/cloud/tasks/tls.yml makes with community.crypto). Bench-only changes to the rendered
 Caddyfile: admin, HTTP and HTTPS ports (free ports instead of 2019/80/443). VictoriaMetrics gets one
@@ -22,11 +22,11 @@ The vmagent of the edge leg needs stream aggregation, which this host's Debian 1
 $VMAGENT_BIN points at another (Debian 13's, as in production); without one that leg is skipped and
 the report says so. $VICTORIA_METRICS_BIN likewise replaces the VictoriaMetrics binary.
 
-1. Edge cloud leg (bytes per node per day): bench/edge.py's pieces (GX traffic at a real node's
+1. Edge cloud leg (bytes per node per day): bench/lib.py's edge pieces (GX traffic at a real node's
    700 msgs/s -> Telegraf with the production config -> vmagent) with the edge role's vmagent unit
    rendered WITH a cloud URL: stream aggregation (vmagent-cloud-aggregation.yml.j2) and basic auth
    toward the Caddy above, through a TCP byte counter (TLS and HTTP included). While it runs,
-   Ansible renders the big Caddyfile (bcrypt of every bench node) in the background.
+   the big Caddyfile renders (bcrypt of every bench node) in the background.
 2. Ingest: N simulated nodes, one client each (own credentials, own keep-alive connection, like
    vmagent). Each node sends one Prometheus remote-write body (snappy protobuf) every
    INTERVAL s = the edge's stream-aggregation interval (role default 10 s): that is what a node's
@@ -49,35 +49,27 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import random
 import re
 import resource
-import shutil
 import socket
 import ssl
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import edge
+import lib
+import yaml
+from lib import CADDY, BenchError, log, verdict
 
-REPO = edge.REPO
-CLOUD_ROLE = REPO / "roles/cloud"
-EDGE_ROLE = REPO / "roles/edge"
-RESULTS_DIR = edge.RESULTS_DIR
-CADDY = "/usr/bin/caddy"
+NAME = "cloud"
 
 GOAL_RATIO = 0.8  # caddy / direct max throughput
 GOAL_NODES = 1000  # nodes at 67 samples/s on one 2-core box
@@ -90,19 +82,11 @@ TS_MARK = b"\xfe\xfe\xfe\xfe\xfe\x7f"  # 6-byte timestamp placeholder
 NAME_LEN = 6  # n00001 ...
 
 
-log = edge.log
-BenchError = edge.BenchError
-
-
-class EdgeOnly(Exception):  # control flow: --edge-only ends after the edge leg
-    pass
-
-
 # ---- Prometheus remote write, by hand -------------------------------------------------------
 
 
 def _field(num: int, payload: bytes) -> bytes:
-    return bytes([num << 3 | 2]) + edge._varint(len(payload)) + payload
+    return bytes([num << 3 | 2]) + lib.varint(len(payload)) + payload
 
 
 def encode_series(labels: list[tuple[str, str]], value: float, ts: bytes) -> bytes:
@@ -113,7 +97,7 @@ def encode_series(labels: list[tuple[str, str]], value: float, ts: bytes) -> byt
 
 
 def ts_varint(ms: int) -> bytes:
-    out = edge._varint(ms)
+    out = lib.varint(ms)
     if len(out) != len(TS_MARK):
         raise BenchError(f"timestamp {ms} does not encode in {len(TS_MARK)} bytes")
     return out
@@ -292,31 +276,6 @@ def gen_child(spec_path: str) -> int:
 # ---- set-up ------------------------------------------------------------------------------
 
 
-def render(etc: Path, templates: dict[str, Path], vars_files: list[Path], overrides: dict[str, Any],
-           tag: str) -> dict[str, str]:
-    """Templates rendered by Ansible itself (like bench/edge.py), with the roles' filter plugins."""
-    out = etc / f"rendered-{tag}"
-    out.mkdir(parents=True)
-    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
-             "vars_files": [str(p) for p in vars_files],
-             "tasks": [{"name": n, "no_log": True,
-                        "ansible.builtin.template": {"src": str(src), "dest": str(out / n), "mode": "0600"}}
-                       for n, src in templates.items()]}]
-    (etc / f"render-{tag}.yml").write_text(json.dumps(play))
-    (etc / f"render-{tag}-vars.json").write_text(json.dumps(overrides | {"ansible_python_interpreter": sys.executable}))
-    exe = Path(sys.executable).parent / "ansible-playbook"
-    playbook = str(exe) if exe.exists() else shutil.which("ansible-playbook")
-    if not playbook:
-        raise BenchError("ansible-playbook not found (run from the project venv: make deps)")
-    env = dict(os.environ, ANSIBLE_FILTER_PLUGINS=f"{REPO / 'plugins/filter'}:{CLOUD_ROLE / 'filter_plugins'}")
-    proc = subprocess.run([playbook, "-i", "localhost,", str(etc / f"render-{tag}.yml"),
-                           "-e", f"@{etc / f'render-{tag}-vars.json'}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=1200, check=False, env=env)
-    if proc.returncode != 0:
-        raise BenchError(f"rendering the role templates failed:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
-    return {n: (out / n).read_text() for n in templates}
-
-
 def node_name(i: int) -> str:
     return f"n{i:05d}"
 
@@ -371,7 +330,7 @@ def make_tls(tls: Path) -> None:
 
 def caddy_version() -> str:
     out = subprocess.run([CADDY, "version"], capture_output=True, text=True, timeout=30).stdout.strip()
-    return f"caddy {out.split()[0] if out else '?'} ({edge.package_version('caddy')})"
+    return f"caddy {out.split()[0] if out else '?'} ({lib.package_version('caddy')})"
 
 
 class ByteCounter:
@@ -428,7 +387,7 @@ class ByteCounter:
 @dataclass
 class Cloud:
     work: Path
-    procs: edge.Processes
+    procs: lib.Processes
     vm_url: str
     https_port: int
     admin_port: int
@@ -443,40 +402,34 @@ class Cloud:
         return f"https://127.0.0.1:{self.https_port}/api/v1/write"
 
 
-def binary(env: str, default: str) -> str:
-    """$<env> (e.g. Debian 13's build, production's) or this host's Debian package."""
-    return os.environ.get(env) or default
-
-
 def vm_version() -> str:
     """The cloud VictoriaMetrics' version as the role reads it (dpkg), or from the VERSION file
     beside $VICTORIA_METRICS_BIN; "0" when unknown (Caddy then keeps vmagent on Prometheus' protocol)."""
-    path = binary("VICTORIA_METRICS_BIN", edge.VICTORIA_METRICS)
+    path = lib.binary("VICTORIA_METRICS_BIN", lib.VICTORIA_METRICS)
     info = Path(path).parent / "VERSION"
-    text = edge.package_version("victoria-metrics") if path == edge.VICTORIA_METRICS else \
+    text = lib.package_version("victoria-metrics") if path == lib.VICTORIA_METRICS else \
         (info.read_text() if info.exists() else "")
     found = re.search(r"(\d+\.\d+(\.\d+)?)", text.replace("victoria-metrics", ""))
     return found.group(1) if found else "0"
 
 
 def describe_binary(env: str, default: str, pkg: str = "victoria-metrics") -> str:
-    path = binary(env, default)
+    path = lib.binary(env, default)
     if path == default:
-        return f"{path} ({edge.package_version(pkg)}, this host's package)"
+        return f"{path} ({lib.package_version(pkg)}, this host's package)"
     info = Path(path).parent / "VERSION"  # written next to a copied binary, Debian builds print no version
     return f"{path} (${env}: {info.read_text().strip() if info.exists() else 'version unknown'})"
 
 
-def start_vm(work: Path, procs: edge.Processes, rendered: str) -> str:
-    argv = edge.exec_start(rendered)
-    argv[0] = binary("VICTORIA_METRICS_BIN", edge.VICTORIA_METRICS)
+def start_vm(work: Path, procs: lib.Processes, rendered: str) -> str:
+    argv = lib.exec_start(rendered)
+    argv[0] = lib.binary("VICTORIA_METRICS_BIN", lib.VICTORIA_METRICS)
     # query-only: the bench counts samples of up to N x series per step in one query
     argv.append("-search.maxUniqueTimeseries=10000000")
     procs.start("cloud-vm", argv)
     port = int(next(a for a in argv if a.startswith("-httpListenAddr=")).rsplit(":", 1)[1])
     url = f"http://127.0.0.1:{port}"
-    edge.wait_for(lambda: edge.http_get(url + "/health", 2).strip() == "OK", 30, "cloud VictoriaMetrics",
-                  lambda: procs.check("cloud-vm"))
+    lib.wait_health(url + "/health", 30, "cloud VictoriaMetrics", lambda: procs.check("cloud-vm"), lib.vm_healthy)
     return url
 
 
@@ -496,7 +449,7 @@ def start_caddy(cloud: Cloud, text: str) -> None:
     def up() -> bool:
         return probe(cloud, None) == 401
 
-    edge.wait_for(up, 30, "Caddy", lambda: cloud.procs.check("caddy"))
+    lib.wait_for(up, 30, "Caddy", lambda: cloud.procs.check("caddy"))
 
 
 def probe(cloud: Cloud, auth: tuple[str, str] | None, body: bytes = b"", timeout: float = 10.0, query: str = "") -> int:
@@ -513,21 +466,13 @@ def probe(cloud: Cloud, auth: tuple[str, str] | None, body: bytes = b"", timeout
         return exc.code
 
 
-def vm_query(url: str, query: str, at: float | None = None) -> list[dict[str, Any]]:
-    params = {"query": query, "nocache": "1"}
-    if at is not None:
-        params["time"] = f"{at:.3f}"
-    doc = json.loads(edge.http_get(f"{url}/api/v1/query?{urllib.parse.urlencode(params)}", timeout=120))
-    return doc["data"]["result"]
-
-
 # ---- edge cloud leg ----------------------------------------------------------------------------
 
 
 def stream_aggr_vmagent() -> tuple[str | None, str]:
     """A vmagent with stream aggregation (the edge role's cloud leg needs it): $VMAGENT_BIN or the host's."""
-    path = binary("VMAGENT_BIN", edge.VMAGENT)
-    desc = describe_binary("VMAGENT_BIN", edge.VMAGENT)
+    path = lib.binary("VMAGENT_BIN", lib.VMAGENT)
+    desc = describe_binary("VMAGENT_BIN", lib.VMAGENT)
     if not os.access(path, os.X_OK):
         return None, f"{path} not found"
     out = subprocess.run([path, "-help"], capture_output=True, text=True, timeout=30)
@@ -542,17 +487,15 @@ def edge_leg(cloud: Cloud, telegraf: str, vmagent: str, seconds: float, warm: fl
     etc = work / "etc"
     (etc / "vmagent").mkdir(parents=True)
     procs = cloud.procs
-    mqtt_port, vm_port, vmagent_port = edge.free_port(), edge.free_port(), edge.free_port()
+    mqtt_port, vm_port, vmagent_port = lib.free_port(), lib.free_port(), lib.free_port()
     counter = ByteCounter(cloud.https_port)
     node = "bench-edge"
     pw_file = etc / "cloud.password"
     pw_file.write_text(node_password(node))
     (etc / "cloud-ca.pem").write_text(cloud.ca.read_text())
-    tmpl = EDGE_ROLE / "templates"
-    rendered = render(etc, {n: tmpl / f"{n}.j2" for n in (
+    rendered = lib.render_role("edge", [
         "telegraf.conf", "victron_processor.conf", "vmagent.service", "victoria-metrics-override.conf",
-        "vmagent-relabel.yml", "vmagent-cloud-aggregation.yml", "vmagent-cloud-relabel.yml")},
-        [EDGE_ROLE / "defaults/main.yml", EDGE_ROLE / "vars/main.yml"], {
+        "vmagent-relabel.yml", "vmagent-cloud-aggregation.yml", "vmagent-cloud-relabel.yml"], {
         "edge_vm_listen_address": f"127.0.0.1:{vm_port}",
         "edge_vm_data_path": str(work / "vm"),
         "edge_vmagent_listen_address": f"127.0.0.1:{vmagent_port}",
@@ -564,73 +507,44 @@ def edge_leg(cloud: Cloud, telegraf: str, vmagent: str, seconds: float, warm: fl
         "_edge_cloud_password_file": str(pw_file),
         "edge_deployment_id": "bench",
         "edge_node_id": node,
-        "edge_victron_processor_script_path": str(edge.STAR),
+        "edge_victron_processor_script_path": str(lib.STAR),
         "_edge_etc": str(etc),
-    }, "edge")
+    }, etc / "rendered")
     (etc / "vmagent/relabel.yml").write_text(rendered["vmagent-relabel.yml"])
     (etc / "vmagent/cloud-aggregation.yml").write_text(rendered["vmagent-cloud-aggregation.yml"])
     (etc / "vmagent/cloud-relabel.yml").write_text(rendered["vmagent-cloud-relabel.yml"])
     (etc / "telegraf.conf").write_text(rendered["telegraf.conf"])
-    interval = edge.duration_s(re.search(r"interval:\s*(\S+)", rendered["vmagent-cloud-aggregation.yml"])[1])
-    (etc / "mosquitto.conf").write_text("\n".join([
-        f"listener {mqtt_port} 127.0.0.1", "allow_anonymous true", "persistence false",
-        f"user {os.environ.get('USER') or 'root'}", f"log_dest file {work / 'mosquitto.log'}", "log_type all", "",
-    ]))
-    procs.start("mosquitto", [edge.MOSQUITTO, "-c", str(etc / "mosquitto.conf")])
-    vm_argv = edge.exec_start(rendered["victoria-metrics-override.conf"])
-    vm_argv[0] = binary("VICTORIA_METRICS_BIN", edge.VICTORIA_METRICS)
+    interval = lib.duration_s(yaml.safe_load(rendered["vmagent-cloud-aggregation.yml"])[0]["interval"])
+    mosq_log = lib.start_mosquitto(procs, mqtt_port, "log_type all")
+    vm_argv = lib.exec_start(rendered["victoria-metrics-override.conf"])
+    vm_argv[0] = lib.binary("VICTORIA_METRICS_BIN", lib.VICTORIA_METRICS)
     procs.start("edge-vm", vm_argv)
     # vmagent asks each URL once at start whether it speaks VictoriaMetrics' protocol: VM must be up
-    edge.wait_for(lambda: edge.http_get(f"http://127.0.0.1:{vm_port}/health", 2).strip() == "OK", 30, "edge VM",
-                  lambda: procs.check("edge-vm"))
-    vmagent_argv = edge.exec_start(rendered["vmagent.service"])
+    lib.wait_health(f"http://127.0.0.1:{vm_port}/health", 30, "edge VM", lambda: procs.check("edge-vm"), lib.vm_healthy)
+    vmagent_argv = lib.exec_start(rendered["vmagent.service"])
     vmagent_argv[0] = vmagent
     procs.start("vmagent", vmagent_argv)
     vmagent_url = f"http://127.0.0.1:{vmagent_port}"
-    edge.wait_for(lambda: socket.create_connection(("127.0.0.1", mqtt_port), 1).close() is None, 20, "mosquitto",
-                  lambda: procs.check("mosquitto"))
-    edge.wait_for(lambda: edge.http_get(f"http://127.0.0.1:{vm_port}/health", 2).strip() == "OK", 30, "edge VM",
-                  lambda: procs.check("edge-vm"))
-    edge.wait_for(lambda: edge.http_get(vmagent_url + "/health", 2).strip() == "OK", 30, "vmagent",
-                  lambda: procs.check("vmagent"))
+    lib.wait_health(vmagent_url + "/health", 30, "vmagent", lambda: procs.check("vmagent"), lib.vm_healthy)
 
     portal, system_id = "c0ffee0c10ad", "gx-default"
     tdir = work / "telegraf.d"
     tdir.mkdir()
-    (tdir / "gx_mqtt_sources.conf").write_text(
-        edge.input_conf(SimpleNamespace(mqtt_port=mqtt_port), "pipeline", system_id, portal))  # type: ignore[arg-type]
+    (tdir / "gx_mqtt_sources.conf").write_text(lib.input_conf(mqtt_port, "pipeline", system_id, portal))
     (tdir / "victron_processor.conf").write_text(rendered["victron_processor.conf"])
-    mosq_log = work / "mosquitto.log"
-    procs.start("telegraf", [telegraf, "--config", str(etc / "telegraf.conf"), "--config-directory", str(tdir)],
-                env=dict(os.environ, OVR_DEPLOYMENT_ID="bench", OVR_NODE_ID=node))
-    edge.wait_for(lambda: f"N/{portal}/#" in mosq_log.read_text(errors="replace"), 60, "Telegraf to subscribe",
-                  lambda: procs.check("telegraf"))
-    spec = work / "publisher.json"
-    spec.write_text(json.dumps({"host": "127.0.0.1", "port": mqtt_port, "client_id": f"ovr-gxsim-{portal}",
-                                "rate": edge.NODE_RATE, "seconds": warm + seconds + 5, "tick_s": edge.gxsim_tick(),
-                                "cycle": edge.gx_cycle(portal)}))
-    pub = procs.start("publisher", [sys.executable, str(Path(edge.__file__).resolve()), "--publisher-child", str(spec)],
-                      pipes=True)
-    assert pub.stdin is not None
-    if edge.read_line(pub, 30) != "ready":
-        raise BenchError(f"publisher did not start:\n{procs.tail('publisher')}")
-    pub.stdin.write("go\n")
-    pub.stdin.flush()
+    lib.start_telegraf(procs, "telegraf", telegraf, etc / "telegraf.conf", tdir, node, mosq_log, f"N/{portal}/#")
+    pub = lib.start_publisher(procs, "publisher", work / "publisher.json", host="127.0.0.1", port=mqtt_port,
+                              client_id=f"ovr-gxsim-{portal}", rate=lib.NODE_RATE, seconds=warm + seconds + 5,
+                              tick_s=lib.gxsim_tick(), cycle=lib.gx_cycle(portal))
+    lib.go(pub)
     names = ("vmagent_remotewrite_bytes_sent_total", "vmagent_remotewrite_blocks_sent_total",
              "vmagent_remotewrite_rows_pushed_after_relabel_total", "vmagent_remotewrite_requests_total",
              "vmagent_remotewrite_conn_bytes_written_total", "vm_streamaggr_output_samples_total")
 
     def cloud_counters() -> dict[str, float]:
         """vmagent's counters for the cloud URL (the second -remoteWrite.url: label 2:secret-url / queue 2_...)."""
-        out = dict.fromkeys(names, 0.0)
-        for line in edge.http_get(vmagent_url + "/metrics").splitlines():
-            name = re.split(r"[{ ]", line, maxsplit=1)[0]
-            if name not in out:
-                continue
-            if name in ("vmagent_remotewrite_conn_bytes_written_total", "vm_streamaggr_output_samples_total") \
-                    or 'url="2:' in line:
-                out[name] += float(line.rsplit(" ", 1)[1])
-        return out
+        return lib.prom_counters(vmagent_url + "/metrics", names, lambda line: 'url="2:' in line or line.startswith(
+            ("vmagent_remotewrite_conn_bytes_written_total", "vm_streamaggr_output_samples_total")))
 
     time.sleep(warm)
     c0, w0, t0, e0 = cloud_counters(), counter.snapshot(), time.monotonic(), time.time()
@@ -645,14 +559,14 @@ def edge_leg(cloud: Cloud, telegraf: str, vmagent: str, seconds: float, warm: fl
     d = {k: c1[k] - c0[k] for k in names}
     day = 86400 / span
     # samples that reached the cloud with timestamps in the window (aggregated samples carry the flush time)
-    found = vm_query(cloud.vm_url, f'sum(count_over_time({{node_id="bench-edge"}}[{int(1000 * (e1 - e0))}ms]))', e1)
+    found = lib.vm_query(cloud.vm_url, f'sum(count_over_time({{node_id="bench-edge"}}[{int(1000 * (e1 - e0))}ms]))', e1)
     rows = int(float(found[0]["value"][1])) if found else 0
     # uncompressed size of what reached the cloud: the same series re-encoded as remote write
     series = export_series(cloud.vm_url, '{node_id="bench-edge"}')
     raw_per_sample = uncompressed_bytes_per_sample(series)
     out = {
         "vmagent_protocol_log": [log_msg(ln)[:200] for ln in protocol[:3]],
-        "seconds": round(span, 1), "warm_s": warm, "aggregation_interval_s": interval, "gx_msgs_s": edge.NODE_RATE,
+        "seconds": round(span, 1), "warm_s": warm, "aggregation_interval_s": interval, "gx_msgs_s": lib.NODE_RATE,
         "counters_delta": {k: round(v) for k, v in d.items()},
         "wire_bytes_up": w1[0] - w0[0], "wire_bytes_down": w1[1] - w0[1],
         "body_bytes_per_day": round(d["vmagent_remotewrite_bytes_sent_total"] * day),
@@ -681,7 +595,7 @@ def log_msg(line: str) -> str:
 
 def export_series(vm_url: str, selector: str) -> list[dict[str, Any]]:
     q = urllib.parse.urlencode({"match[]": selector})
-    text = edge.http_get(f"{vm_url}/api/v1/export?{q}", timeout=60)
+    text = lib.http_get(f"{vm_url}/api/v1/export?{q}", timeout=60)
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -693,7 +607,7 @@ def uncompressed_bytes_per_sample(series: list[dict[str, Any]]) -> float | None:
             by_ts.setdefault(ts, []).append((labels, float(v if v is not None else 0)))
     total = n = 0
     for ts, group in by_ts.items():
-        total += len(write_request(group, edge._varint(ts)))
+        total += len(write_request(group, lib.varint(ts)))
         n += len(group)
     return total / n if n else None
 
@@ -772,25 +686,25 @@ def run_gen(gen: Gen, path: str, nodes: list[str], mode: str, duration: float, t
     procs = [cloud.procs.start(n, [sys.executable, str(Path(__file__).resolve()), "--gen-child", str(f)], pipes=True)
              for n, f in zip(names, specs, strict=True)]
     for n, p in zip(names, procs, strict=True):
-        if edge.read_line(p, 120) != "ready":
+        if lib.read_line(p, 120) != "ready":
             raise BenchError(f"generator {n} did not connect:\n{cloud.procs.tail(n)}")
     pids = {"caddy": cloud.procs.procs["caddy"].pid, "vm": cloud.procs.procs["cloud-vm"].pid}
     pids |= {n: p.pid for n, p in zip(names, procs, strict=True)}
-    vm0 = edge.prom_counters(cloud.vm_url + "/metrics", ("vm_rows_inserted_total",))
+    vm0 = lib.prom_counters(cloud.vm_url + "/metrics", ("vm_rows_inserted_total",))
     start = time.time() + 0.3
-    cpu0, (busy0, _), t0 = edge.cpu_snapshot(pids), edge.machine_busy(), time.monotonic()
+    cpu0, (busy0, _), t0 = lib.cpu_snapshot(pids), lib.machine_busy(), time.monotonic()
     for p in procs:
         assert p.stdin is not None
         p.stdin.write(f"go {start:.6f}\n")
         p.stdin.flush()
     results = []
     for n, p in zip(names, procs, strict=True):
-        line = edge.read_line(p, duration + 240)
+        line = lib.read_line(p, duration + 240)
         if not line:
             raise BenchError(f"generator {n} failed:\n{cloud.procs.tail(n)}")
         results.append(json.loads(line))
     # CPU until the last generator reported, before the processes exit
-    cpu1, (busy1, _), t1 = edge.cpu_snapshot(pids), edge.machine_busy(), time.monotonic()
+    cpu1, (busy1, _), t1 = lib.cpu_snapshot(pids), lib.machine_busy(), time.monotonic()
     for n in names:
         cloud.procs.stop(n)
     end = time.time()
@@ -815,7 +729,7 @@ def run_gen(gen: Gen, path: str, nodes: list[str], mode: str, duration: float, t
     elapsed = max(r["elapsed_s"] for r in results)
     requests = sum(r["requests"] for r in results)
     ok = sum(r["ok"] for r in results)
-    vm1 = edge.prom_counters(cloud.vm_url + "/metrics", ("vm_rows_inserted_total",))
+    vm1 = lib.prom_counters(cloud.vm_url + "/metrics", ("vm_rows_inserted_total",))
     return {
         "path": path, "mode": mode, "nodes": len(nodes), "start": start, "end": end, "elapsed_s": elapsed,
         "requests": requests, "ok_requests": ok, "errors": requests - ok, "status": status, "exceptions": exc,
@@ -843,7 +757,7 @@ def verify(gen: Gen, res: dict[str, Any]) -> dict[str, Any]:
     expected = res["ok_samples"]
     deadline = time.monotonic() + 15
     while True:
-        got = {r["metric"].get("node_id", ""): int(float(r["value"][1])) for r in vm_query(url, q, at)}
+        got = {r["metric"].get("node_id", ""): int(float(r["value"][1])) for r in lib.vm_query(url, q, at)}
         bad = {n: (got.get(n, 0), e) for n, e in expected.items() if got.get(n, 0) != e}
         strangers = sorted(set(got) - set(expected))
         if (not bad and not strangers) or time.monotonic() > deadline:
@@ -951,7 +865,7 @@ def identity_check(gen: Gen) -> dict[str, Any]:
     }
     deadline = time.monotonic() + 20
     q = 'count_over_time(bench_identity_probe{deployment_id="bench-identity"}[5m])'
-    while not (found := vm_query(cloud.vm_url, q, time.time())) and time.monotonic() < deadline:
+    while not (found := lib.vm_query(cloud.vm_url, q, time.time())) and time.monotonic() < deadline:
         time.sleep(0.5)
     out["stored_as"] = sorted(r["metric"].get("node_id", "") for r in found)
     out["ok"] = (out["no_credentials"] == 401 and out["wrong_password"] == 401 and out["own_credentials"] == 204
@@ -963,17 +877,11 @@ def identity_check(gen: Gen) -> dict[str, Any]:
 # ---- report --------------------------------------------------------------------------------
 
 
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("MET" if ok else "NOT MET")
-
-
 def print_report(result: dict[str, Any]) -> None:
     w = print
     meta = result["meta"]
-    w("")
-    w("== Cloud benchmark: remote write through Caddy (TLS + per-node basic auth) vs straight into VictoriaMetrics ==")
-    w(f"{meta['date']}  {meta['cpus']} CPUs  load avg start {meta['loadavg_before']} end {meta.get('loadavg_after')}  "
-      f"{meta.get('mode', 'full run')}  git {meta['git']}  took {meta.get('duration_s', '?')} s")
+    lib.print_header("Cloud benchmark: remote write through Caddy (TLS + per-node basic auth) vs straight into "
+                     "VictoriaMetrics", meta, meta.get("mode"))
     v = meta["versions"]
     w(f"{v['caddy']}; VictoriaMetrics {v['victoria-metrics']}; vmagent (edge leg) {v.get('vmagent_edge_leg', '-')}; "
       f"Telegraf {v['telegraf']}; {v['mosquitto']}. This host is Debian {meta.get('debian', '?')}; production runs "
@@ -983,7 +891,7 @@ def print_report(result: dict[str, Any]) -> None:
     ing = result.get("ingest")
     if ing:
         w(f"Caddy path: {ing['caddy_url']} -- TLS (ECDSA P-256 certificate from an openssl CA, as roles/cloud), "
-          f"roles/cloud Caddyfile.j2 rendered by Ansible for {ing['configured_nodes']} nodes, basicauth bcrypt cost "
+          f"roles/cloud Caddyfile.j2 rendered for {ing['configured_nodes']} nodes, basicauth bcrypt cost "
           f"{ing['bcrypt_cost']}, hash_cache {'on' if ing['hash_cache'] else 'OFF'} (Caddyfile default; "
           f"capped at {CADDY_HASH_CACHE_CAP} entries in Caddy's code)")
         w(f"Direct path: {ing['direct_url']}?extra_label=node_id=<node> (plain HTTP, no auth)")
@@ -1063,10 +971,7 @@ def print_report(result: dict[str, Any]) -> None:
     s = result.get("summary", {})
     for label, value, goal in s.get("rows", []):
         w(f"{label:58s}{value:>30s}   goal {goal}")
-    for note in result.get("notes", []):
-        w(f"note: {note}")
-    if result.get("json_path"):
-        w(f"JSON: {result['json_path']}")
+    lib.print_footer(result)
 
 
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
@@ -1109,7 +1014,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
 # ---- main ----------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run (<45 s): 16 nodes, 2 s interval, short steps, "
@@ -1126,31 +1031,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=2, help="load-generator processes (default %(default)s)")
     ap.add_argument("--skip-edge", action="store_true", help="no edge cloud leg")
     ap.add_argument("--edge-only", action="store_true", help="only the edge cloud leg (bytes/day), no ingest runs")
-    ap.add_argument("--json", type=Path, help="where to write the results (default bench/results/cloud-<date>.json)")
-    ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (logs, configs, data)")
+    lib.add_common_args(ap, NAME)
     ap.add_argument("--gen-child", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.gen_child:
-        return gen_child(args.gen_child)
-
-    def on_signal(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(signal_name(signum))
-
-    import signal
-
-    def signal_name(signum: int) -> str:
-        return signal.Signals(signum).name
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
+def run(args: argparse.Namespace, work: Path, procs: lib.Processes, result: dict[str, Any]) -> None:
     quick = args.quick
-    role_interval = edge.duration_s(re.search(r"(?m)^edge_vmagent_cloud_aggregation_interval:\s*(\S+)",
-                                              (EDGE_ROLE / "defaults/main.yml").read_text())[1])
+    role_interval = lib.duration_s(lib.role_vars("edge")["edge_vmagent_cloud_aggregation_interval"])
     interval = args.interval or (2.0 if quick else role_interval)
     ladder = sorted({int(x) for x in args.nodes.split(",")}) if args.nodes else ([16] if quick else list(FULL_LADDER))
     step_s = args.step_seconds or (3.0 if quick else 2 * interval)
@@ -1161,138 +1049,113 @@ def main(argv: list[str] | None = None) -> int:
     series = round(args.samples_per_node * interval)
     configured = 0 if args.edge_only else max([*ladder, max_conc])
 
-    t_start = time.monotonic()
-    edge.ensure_packages()
+    lib.ensure_packages()
     if not os.access(CADDY, os.X_OK):
-        raise SystemExit(f"{CADDY} is missing: make host (apt-get install caddy)")
-    telegraf = edge.locate_telegraf() if not args.skip_edge else ""
-    started = datetime.now().astimezone()
-    bcrypt_cost = int(re.search(r"(?m)^_cloud_bcrypt_cost_nodes:\s*(\d+)", (CLOUD_ROLE / "vars/main.yml").read_text())[1])
-    meta: dict[str, Any] = {
-        "date": started.isoformat(timespec="seconds"), "quick": quick, "cpus": os.cpu_count(),
+        raise BenchError(f"{CADDY} is missing: make host (apt-get install caddy)")
+    telegraf = lib.locate_telegraf() if not args.skip_edge else ""
+    cloud_vars = lib.role_vars("cloud")
+    bcrypt_cost = int(cloud_vars["_cloud_bcrypt_cost_nodes"])
+    meta = result["meta"]
+    meta |= {
         "mode": "edge-only run" if args.edge_only else "QUICK (smoke) run" if quick else "full run",
-        "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg()), "kernel": platform.release(),
         "debian": Path("/etc/debian_version").read_text().strip() if Path("/etc/debian_version").exists() else "?",
-        "git": edge.git_describe(),
         "versions": {"caddy": caddy_version(),
-                     "victoria-metrics": describe_binary("VICTORIA_METRICS_BIN", edge.VICTORIA_METRICS),
-                     "telegraf": edge.telegraf_version(telegraf) if telegraf else "-",
-                     "mosquitto": edge.package_version("mosquitto"), "python": platform.python_version()},
+                     "victoria-metrics": describe_binary("VICTORIA_METRICS_BIN", lib.VICTORIA_METRICS),
+                     "telegraf": lib.telegraf_version(telegraf) if telegraf else "-",
+                     "mosquitto": lib.package_version("mosquitto"), "python": meta["python"]},
         "goals": {"ratio": GOAL_RATIO, "nodes": GOAL_NODES, "bytes_per_day": GOAL_BYTES_DAY},
     }
-    work = Path(tempfile.mkdtemp(prefix="ovr-bench-cloud-"))
-    procs = edge.Processes(work)
-    result: dict[str, Any] = {"meta": meta, "notes": []}
-    rc = 0
-    try:
-        log(f"work dir {work}; rendering roles/cloud (Caddyfile, VM unit) with Ansible")
-        vm_port, https_port = edge.free_port(), edge.free_port()
-        cloud = Cloud(work, procs, "", https_port, edge.free_port(), edge.free_port(), work / "tls/ca.crt",
-                      work / "Caddyfile")
-        make_tls(work / "tls")
-        etc = work / "etc"
-        etc.mkdir()
-        cloud_vars = [CLOUD_ROLE / "defaults/main.yml", CLOUD_ROLE / "vars/main.yml"]
-        templates = {"Caddyfile": CLOUD_ROLE / "templates/Caddyfile.j2",
-                     "victoria-metrics-override.conf": CLOUD_ROLE / "templates/victoria-metrics-override.conf.j2"}
-        # --quick stays within the smoke test's 45 s: no edge leg unless --edge-seconds asks for it
-        skip = "--skip-edge" if args.skip_edge else "--quick without --edge-seconds" if quick and not args.edge_seconds else ""
-        vmagent, vmagent_desc = (None, skip) if skip else stream_aggr_vmagent()
-        meta["versions"]["vmagent_edge_leg"] = vmagent_desc
-        all_nodes = ["bench-edge"] + [node_name(i) for i in range(1, configured + 1)]
-        # Full run with the edge leg: a Caddyfile for the edge node first; the one for every bench node
-        # (a bcrypt per node, minutes) renders in the background while the edge leg runs.
-        two_stage = vmagent is not None and not quick and not args.edge_only
-        t0 = time.monotonic()
-        first = render(etc, templates, cloud_vars,
-                       cloud_overrides(work, vm_port, https_port, ["bench-edge"] if two_stage else all_nodes), "first")
-        big: dict[str, Any] = {"seconds": round(time.monotonic() - t0, 1), "r": first}
-        cloud.vm_url = start_vm(work, procs, first["victoria-metrics-override.conf"])
-        start_caddy(cloud, first["Caddyfile"])
+    result["notes"] = []
+    log(f"work dir {work}; rendering roles/cloud (Caddyfile, VM unit)")
+    vm_port, https_port = lib.free_port(), lib.free_port()
+    cloud = Cloud(work, procs, "", https_port, lib.free_port(), lib.free_port(), work / "tls/ca.crt", work / "Caddyfile")
+    make_tls(work / "tls")
+    etc = work / "etc"
+    etc.mkdir()
+    templates = ["Caddyfile", "victoria-metrics-override.conf"]
+    # --quick stays within the smoke test's 45 s: no edge leg unless --edge-seconds asks for it
+    skip = "--skip-edge" if args.skip_edge else "--quick without --edge-seconds" if quick and not args.edge_seconds else ""
+    vmagent, vmagent_desc = (None, skip) if skip else stream_aggr_vmagent()
+    result["meta"]["versions"]["vmagent_edge_leg"] = vmagent_desc
+    all_nodes = ["bench-edge"] + [node_name(i) for i in range(1, configured + 1)]
+    # Full run with the edge leg: a Caddyfile for the edge node first; the one for every bench node
+    # (a bcrypt per node, minutes) renders in the background while the edge leg runs.
+    two_stage = vmagent is not None and not quick and not args.edge_only
+    t0 = time.monotonic()
+    first = lib.render_role("cloud", templates,
+                            cloud_overrides(work, vm_port, https_port, ["bench-edge"] if two_stage else all_nodes),
+                            etc / "rendered-first")
+    big: dict[str, Any] = {"seconds": round(time.monotonic() - t0, 1), "r": first}
+    cloud.vm_url = start_vm(work, procs, first["victoria-metrics-override.conf"])
+    start_caddy(cloud, first["Caddyfile"])
 
-        def render_big() -> None:
-            try:
-                t0 = time.monotonic()
-                big["r"] = render(etc, {"Caddyfile": templates["Caddyfile"]}, cloud_vars,
-                                  cloud_overrides(work, vm_port, https_port, all_nodes), "big")
-                big["seconds"] = round(time.monotonic() - t0, 1)
-            except Exception as exc:
-                big["error"] = exc
+    def render_big() -> None:
+        try:
+            t0 = time.monotonic()
+            big["r"] = lib.render_role("cloud", ["Caddyfile"], cloud_overrides(work, vm_port, https_port, all_nodes),
+                                       etc / "rendered-big")
+            big["seconds"] = round(time.monotonic() - t0, 1)
+        except Exception as exc:
+            big["error"] = exc
 
-        th = threading.Thread(target=render_big, daemon=True)
-        if two_stage:
-            log(f"Ansible renders the Caddyfile for {len(all_nodes)} nodes (bcrypt cost {bcrypt_cost}) in the background")
-            th.start()
-        if vmagent:
-            result["edge_leg"] = edge_leg(cloud, telegraf, vmagent, edge_s, edge_warm)
-            result["edge_leg"]["vmagent"] = vmagent_desc
-        else:
-            result["notes"].append(f"edge cloud leg skipped: {vmagent_desc}" + ("" if skip else
-                                   "; Debian 13's vmagent (production) has it: run with VMAGENT_BIN=<that vmagent>"))
-            log(result["notes"][-1])
-        if two_stage:
-            th.join()
-            if "error" in big:
-                raise BenchError(f"Caddyfile render failed: {big['error']}")
-            log(f"Caddyfile for {len(all_nodes)} nodes rendered in {big['seconds']} s; restarting Caddy with it")
-            start_caddy(cloud, big["r"]["Caddyfile"])
-        if args.edge_only:
-            raise EdgeOnly
-        real = export_series(cloud.vm_url, '{node_id="bench-edge"}') if "edge_leg" in result else []
-        tmpl, source = build_templates(real, series)
-        gen = Gen(cloud, tmpl, series, interval, max(1, args.workers))
-        ing: dict[str, Any] = {
-            "caddy_url": cloud.write_url, "direct_url": f"{cloud.vm_url}/api/v1/write", "configured_nodes": len(all_nodes),
-            "bcrypt_cost": bcrypt_cost, "hash_cache": cloud.hash_cache, "caddyfile_render_s": big["seconds"],
-            "series_per_node": series, "series_source": source, "interval_s": interval, "workers": gen.workers,
-            "step_seconds": step_s, "max_concurrency": max_conc, "max_seconds": max_s, "ladder": ladder,
-            "max": [], "steps": [],
-        }
-        result["ingest"] = ing
-        for rnd in range(1 if quick else 2):
-            for path in (("caddy", "direct") if rnd % 2 == 0 else ("direct", "caddy")):
-                ing["max"].append(throughput(gen, path, max_conc, max_s, rnd + 1))
-                time.sleep(0.3 if quick else 1.0)
-        failed: set[str] = set()
-        for i, n in enumerate(ladder):
-            for path in (("caddy", "direct") if i % 2 == 0 else ("direct", "caddy")):
-                if path in failed:
-                    continue
-                st = step(gen, path, n, step_s)
-                ing["steps"].append(st)
-                if st["status"] != "ok":
-                    failed.add(path)
-                time.sleep(0.3 if quick else 1.0)
-        ing["cold_auth"] = gen.cold_auth
-        # Last: its wrong password is one more entry in Caddy's 1000-entry cache (run #1 of this bench
-        # had it first, and 1000 nodes + 1 wrong password thrashed the cache).
-        ing["identity"] = identity_check(gen)
-        result["notes"] += cloud.notes
-    except EdgeOnly:
-        pass
-    except KeyboardInterrupt as exc:
-        log(f"interrupted ({exc}); cleaning up")
-        rc = 130
-    except BenchError as exc:
-        log(f"benchmark error: {exc}")
-        rc = 1
-    finally:
-        procs.stop_all()
-        if args.keep_tmp:
-            log(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    if rc:
-        return rc
-    meta["loadavg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    meta["duration_s"] = round(time.monotonic() - t_start, 1)
+    th = threading.Thread(target=render_big, daemon=True)
+    if two_stage:
+        log(f"rendering the Caddyfile for {len(all_nodes)} nodes (bcrypt cost {bcrypt_cost}) in the background")
+        th.start()
+    if vmagent:
+        result["edge_leg"] = edge_leg(cloud, telegraf, vmagent, edge_s, edge_warm)
+        result["edge_leg"]["vmagent"] = vmagent_desc
+    else:
+        result["notes"].append(f"edge cloud leg skipped: {vmagent_desc}" + ("" if skip else
+                               "; Debian 13's vmagent (production) has it: run with VMAGENT_BIN=<that vmagent>"))
+        log(result["notes"][-1])
+    if two_stage:
+        th.join()
+        if "error" in big:
+            raise BenchError(f"Caddyfile render failed: {big['error']}")
+        log(f"Caddyfile for {len(all_nodes)} nodes rendered in {big['seconds']} s; restarting Caddy with it")
+        start_caddy(cloud, big["r"]["Caddyfile"])
+    if args.edge_only:
+        result["summary"] = summarise(result)
+        return
+    real = export_series(cloud.vm_url, '{node_id="bench-edge"}') if "edge_leg" in result else []
+    tmpl, source = build_templates(real, series)
+    gen = Gen(cloud, tmpl, series, interval, max(1, args.workers))
+    ing: dict[str, Any] = {
+        "caddy_url": cloud.write_url, "direct_url": f"{cloud.vm_url}/api/v1/write", "configured_nodes": len(all_nodes),
+        "bcrypt_cost": bcrypt_cost, "hash_cache": cloud.hash_cache, "caddyfile_render_s": big["seconds"],
+        "series_per_node": series, "series_source": source, "interval_s": interval, "workers": gen.workers,
+        "step_seconds": step_s, "max_concurrency": max_conc, "max_seconds": max_s, "ladder": ladder,
+        "max": [], "steps": [],
+    }
+    result["ingest"] = ing
+    for rnd in range(1 if quick else 2):
+        for path in (("caddy", "direct") if rnd % 2 == 0 else ("direct", "caddy")):
+            ing["max"].append(throughput(gen, path, max_conc, max_s, rnd + 1))
+            time.sleep(0.3 if quick else 1.0)
+    failed: set[str] = set()
+    for i, n in enumerate(ladder):
+        for path in (("caddy", "direct") if i % 2 == 0 else ("direct", "caddy")):
+            if path in failed:
+                continue
+            st = step(gen, path, n, step_s)
+            ing["steps"].append(st)
+            if st["status"] != "ok":
+                failed.add(path)
+            time.sleep(0.3 if quick else 1.0)
+    ing["cold_auth"] = gen.cold_auth
+    # Last: its wrong password is one more entry in Caddy's 1000-entry cache (run #1 of this bench
+    # had it first, and 1000 nodes + 1 wrong password thrashed the cache).
+    ing["identity"] = identity_check(gen)
+    result["notes"] += cloud.notes
     result["summary"] = summarise(result)
-    path = args.json or RESULTS_DIR / f"cloud-{started.strftime('%Y-%m-%dT%H%M%S')}{'-quick' if quick else ''}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    result["json_path"] = str(path)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print_report(result)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.gen_child:
+        return gen_child(args.gen_child)
+    return lib.main(sys.modules[__name__], args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ A benchmark, not a test: it prints figures (and writes them as JSON) and never f
 Everything runs on 127.0.0.1 from a temporary directory that is removed at the end; every child
 process is stopped at the end (and dies with the benchmark if it is killed). Missing Debian
 packages (mosquitto, victoria-metrics with vmagent) are apt-get installed; Telegraf comes from
-$TELEGRAF_BIN or scripts/build-telegraf.sh; ansible-playbook (the venv's) renders the role.
+$TELEGRAF_BIN or scripts/build-telegraf.sh; bench/lib.py renders the role's templates (as Ansible does).
 
 - mosquitto stands in for the GX's broker (dbus-flashmq).
 - GX traffic: the GX simulator's load mode (files/services/gxsim: same engine, same 63 topics
@@ -18,7 +18,7 @@ $TELEGRAF_BIN or scripts/build-telegraf.sh; ansible-playbook (the venv's) render
   MQTT publisher in its own process. The simulator itself (paho) tops out at ~25-35k msgs/s
   with a whole core of this 2-core machine; the run measures that first and reports it.
 - Telegraf runs the production configuration: telegraf.conf.j2 and victron_processor.conf.j2
-  rendered by Ansible with the role defaults, and the GX input rendered by ovr_gxdiscovery exactly
+  rendered with the role defaults (bench/lib.py), and the GX input rendered by ovr_gxdiscovery exactly
   as ovr-refresh-gx-mqtt-sources writes it. vmagent and VictoriaMetrics run the command lines
   of the role's (rendered) units.
 
@@ -39,43 +39,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
-import platform
-import pwd
-import re
-import select
-import shlex
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import tomllib
-import urllib.parse
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-GXSIM = REPO / "files/services/gxsim"
-GXDISCOVERY = REPO / "files/services/gxdiscovery"
-COMMON = REPO / "files/services/common"  # ovr_common, which ovr_gxdiscovery imports
-STAR = REPO / "files/services/telegraf/victron_mqtt.star"
-ROLE = REPO / "roles/edge"
-BUILD_TELEGRAF = REPO / "scripts/build-telegraf.sh"
-RESULTS_DIR = REPO / "bench/results"
+import lib
+from lib import NODE_RATE, BenchError, Processes, free_port, log, verdict
 
-MOSQUITTO = "/usr/sbin/mosquitto"
-VICTORIA_METRICS = "/usr/bin/victoria-metrics"
-VMAGENT = "/usr/bin/vmagent"
+NAME = "edge"
 TELEGRAF_PLUGINS = (
     "inputs.mqtt_consumer", "processors.starlark", "outputs.influxdb", "parsers.value", "parsers.json",
     "inputs.cpu", "inputs.mem", "inputs.disk", "inputs.net", "inputs.system", "inputs.internal",
@@ -84,7 +62,6 @@ TELEGRAF_PLUGINS = (
 GOAL_RATE = 20_000  # msgs/s through the pipeline with no loss
 GOAL_RATIO = 0.6  # pipeline / raw Telegraf
 GOAL_NODE_CPU = 5.0  # % of one core at a real node's load
-NODE_RATE = 700  # msgs/s of a real node
 
 # The rendered input sets max_undelivered_messages = 10000, so the deployed ladder goes high.
 DEPLOYED_LADDER = (1000, 10_000, 20_000, 40_000, 60_000)
@@ -95,117 +72,8 @@ DRAIN_OK_S = 5.0  # all samples visible this long after the last publish, or the
 PROCS = ("telegraf", "vmagent", "vm", "mosquitto")
 VARIANTS = ("pipeline", "raw")
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-_LIBC = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
 
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-class BenchError(RuntimeError):
-    pass
-
-
-# ---- MQTT on a raw socket (the publisher's hot path costs next to nothing) ------------------
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _mqtt_str(s: str | bytes) -> bytes:
-    b = s.encode() if isinstance(s, str) else s
-    return len(b).to_bytes(2, "big") + b
-
-
-def mqtt_publish_frame(topic: str, payload: bytes) -> bytes:
-    body = _mqtt_str(topic) + payload
-    return b"\x30" + _varint(len(body)) + body  # PUBLISH, QoS 0, no retain
-
-
-def mqtt_connect(host: str, port: int, client_id: str, timeout: float = 10.0) -> socket.socket:
-    sock = socket.create_connection((host, port), timeout=timeout)
-    body = _mqtt_str("MQTT") + b"\x04\x02\x00\x00" + _mqtt_str(client_id)  # 3.1.1, clean, keepalive off
-    sock.sendall(b"\x10" + _varint(len(body)) + body)
-    ack = b""
-    while len(ack) < 4:
-        chunk = sock.recv(4 - len(ack))
-        if not chunk:
-            raise BenchError("broker closed the connection before CONNACK")
-        ack += chunk
-    if ack[0] != 0x20 or ack[3] != 0:
-        raise BenchError(f"broker refused the connection: {ack!r}")
-    sock.settimeout(None)
-    return sock
-
-
-def publisher_child(spec_path: str) -> int:
-    """Child process: publish the cycle at `rate` msgs/s for `seconds`, after 'go' on stdin."""
-    spec = json.loads(Path(spec_path).read_text())
-    frames = [mqtt_publish_frame(t, p.encode()) for t, p in spec["cycle"]]
-    n = len(frames)
-    buf = memoryview(b"".join(frames * 2))
-    offsets = [0]
-    for f in frames * 2:
-        offsets.append(offsets[-1] + len(f))
-    rate, total = float(spec["rate"]), int(spec["rate"] * spec["seconds"])
-    sock = mqtt_connect(spec["host"], spec["port"], spec["client_id"])
-    print("ready", flush=True)
-    if sys.stdin.readline().strip() != "go":
-        return 1
-    start = time.monotonic()
-    sent = pos = 0
-    blocked = 0.0
-    tick = float(spec["tick_s"])
-    while sent < total:
-        due = min(total, int((time.monotonic() - start) * rate)) - sent
-        if due <= 0:  # wait for the next tick, or for the last message if that comes first
-            time.sleep(max(0.0005, min(tick, total / rate - (time.monotonic() - start))))
-            continue
-        while due > 0:
-            k = min(due, n)
-            t0 = time.monotonic()
-            sock.sendall(buf[offsets[pos]:offsets[pos + k]])
-            blocked += time.monotonic() - t0
-            pos = (pos + k) % n
-            sent += k
-            due -= k
-    elapsed = time.monotonic() - start
-    sock.sendall(b"\xe0\x00")  # DISCONNECT
-    sock.close()
-    print(json.dumps({"sent": sent, "seconds": elapsed, "send_s": blocked}), flush=True)
-    return 0
-
-
-# ---- GX traffic: the simulator's own load mode, pre-rendered ----------------------------------
-
-
-def gx_cycle(portal: str, n: int = 4096) -> list[tuple[str, str]]:
-    """`n` consecutive messages of ovr_gxsim's load mode (63 measured values, round-robin)."""
-    if str(GXSIM) not in sys.path:
-        sys.path.insert(0, str(GXSIM))
-    from ovr_gxsim.engine import Simulator
-    from ovr_gxsim.profile import load_profile
-
-    clock = [1_700_000_000.0]
-    sim = Simulator(load_profile(GXSIM / "profiles/default.json", portal), portal, lambda: clock[0],
-                    load_rate=1000.0)
-    assert sim.load is not None
-    sim.start()
-    sim.handle(f"R/{portal}/keepalive", b'{"keepalive-options":["suppress-republish"]}')
-    load_topics = {sim.state.topic(key) for key, _ in sim.load.keys}
-    out: list[tuple[str, str]] = []
-    while len(out) < n:
-        clock[0] += 0.05
-        out += [(m.topic, m.payload.decode()) for m in sim.poll() if m.topic in load_topics]
-    return out[:n]
+# ---- what the pipeline keeps -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -237,97 +105,6 @@ class Allowlist:
 def raw_stored(topic: str, payload: str) -> bool:
     value = json.loads(payload).get("value")
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-# ---- processes -----------------------------------------------------------------------------
-
-
-def _child_setup() -> None:
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # never outlive the benchmark
-
-
-class Processes:
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.procs: dict[str, subprocess.Popen[Any]] = {}
-        self.logs: dict[str, Path] = {}
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-              pipes: bool = False) -> subprocess.Popen[Any]:
-        logf = self.workdir / f"{name}.log"
-        self.logs[name] = logf
-        with open(logf, "ab") as out:
-            proc = subprocess.Popen(
-                argv, cwd=self.workdir, env=env, start_new_session=True, preexec_fn=_child_setup,
-                stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if pipes else out, stderr=out, text=pipes,
-            )
-        self.procs[name] = proc
-        return proc
-
-    def check(self, name: str) -> None:
-        proc = self.procs[name]
-        if proc.poll() is not None:
-            raise BenchError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
-
-    def tail(self, name: str, n: int = 3000) -> str:
-        p = self.logs.get(name)
-        return p.read_text(errors="replace")[-n:] if p and p.exists() else ""
-
-    def stop(self, name: str, timeout: float = 15.0) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-    def stop_all(self) -> None:
-        for name in reversed(list(self.procs)):
-            with contextlib.suppress(Exception):
-                self.stop(name)
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(pred: Callable[[], bool], timeout: float, what: str, check: Callable[[], None] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check:
-            check()
-        with contextlib.suppress(OSError):
-            if pred():
-                return
-        time.sleep(0.1)
-    raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def http_get(url: str, timeout: float = 10.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return resp.read().decode()
-
-
-def prom_counters(url: str, names: tuple[str, ...]) -> dict[str, float]:
-    """Sum of each metric family (all label sets) from a /metrics page."""
-    out = dict.fromkeys(names, 0.0)
-    for line in http_get(url).splitlines():
-        name = re.split(r"[{ ]", line, maxsplit=1)[0]
-        if name in out:
-            out[name] += float(line.rsplit(" ", 1)[1])
-    return out
 
 
 class SysWatcher:
@@ -378,90 +155,6 @@ class SysWatcher:
             self.client.loop_stop()
 
 
-# ---- set-up --------------------------------------------------------------------------------
-
-
-def ensure_packages() -> None:
-    """mosquitto and victoria-metrics (with vmagent) from Debian, installed when missing."""
-    need = {"mosquitto": [MOSQUITTO], "victoria-metrics": [VICTORIA_METRICS, VMAGENT]}
-    missing = [pkg for pkg, paths in need.items() if not all(os.access(p, os.X_OK) for p in paths)]
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        raise BenchError(f"need root to apt-get install {' '.join(missing)}")
-    log(f"installing {' '.join(missing)} with apt-get")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, timeout=300)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-                   env=env, check=True, timeout=600, stdout=subprocess.DEVNULL)
-
-
-def locate_telegraf() -> str:
-    path = os.environ.get("TELEGRAF_BIN")
-    if not path:
-        log("locating Telegraf with scripts/build-telegraf.sh (builds it once if not cached)")
-        proc = subprocess.run([str(BUILD_TELEGRAF)], capture_output=True, text=True, timeout=1500, check=False)
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            raise BenchError(f"scripts/build-telegraf.sh failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
-        path = lines[-1]
-    plugins = subprocess.run([path, "plugins"], capture_output=True, text=True, timeout=60, check=False).stdout.split()
-    missing = [p for p in TELEGRAF_PLUGINS if p not in plugins]
-    if missing:
-        raise BenchError(f"Telegraf at {path} lacks plugins {missing}")
-    return path
-
-
-def telegraf_version(path: str) -> str:
-    info = Path(path).parent / "BUILD_INFO"
-    if info.exists():
-        for line in info.read_text().splitlines():
-            if line.startswith("version="):
-                return line.split("=", 1)[1]
-    return subprocess.run([path, "version"], capture_output=True, text=True, timeout=30).stdout.strip()
-
-
-def package_version(pkg: str) -> str:
-    out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True, text=True, timeout=30)
-    return f"{pkg} {out.stdout.strip() or '?'}"
-
-
-def render_role_templates(etc: Path, overrides: dict[str, Any]) -> dict[str, str]:
-    """The role's templates rendered by Ansible itself with the role defaults (+ bench paths)."""
-    names = ["telegraf.conf", "victron_processor.conf", "vmagent.service", "victoria-metrics-override.conf",
-             "vmagent-relabel.yml"]
-    out = etc / "rendered"
-    out.mkdir(parents=True)
-    play = [{
-        "hosts": "localhost", "connection": "local", "gather_facts": False,
-        "vars_files": [str(ROLE / "defaults/main.yml"), str(ROLE / "vars/main.yml")],
-        "tasks": [{"name": n, "ansible.builtin.template": {"src": str(ROLE / "templates" / f"{n}.j2"),
-                                                           "dest": str(out / n), "mode": "0644"}}
-                  for n in names],
-    }]
-    (etc / "render.yml").write_text(json.dumps(play))
-    (etc / "render-vars.json").write_text(json.dumps(overrides | {"ansible_python_interpreter": sys.executable}))
-    exe = Path(sys.executable).parent / "ansible-playbook"
-    playbook = str(exe) if exe.exists() else shutil.which("ansible-playbook")
-    if not playbook:
-        raise BenchError("ansible-playbook not found (run from the project venv: make deps)")
-    proc = subprocess.run([playbook, "-i", "localhost,", str(etc / "render.yml"), "-e", f"@{etc / 'render-vars.json'}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
-    if proc.returncode != 0:
-        raise BenchError(f"rendering the role templates failed:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
-    return {n: (out / n).read_text() for n in names}
-
-
-def exec_start(unit: str) -> list[str]:
-    """argv of the last non-empty ExecStart= of a (rendered) unit file."""
-    text = re.sub(r"\\\n", " ", unit)
-    cmds = [line.split("=", 1)[1] for line in text.splitlines() if line.startswith("ExecStart=")]
-    cmds = [c for c in cmds if c.strip()]
-    if not cmds:
-        raise BenchError("no ExecStart in rendered unit")
-    return shlex.split(cmds[-1])
-
-
 # ---- the benchmark -------------------------------------------------------------------------
 
 
@@ -488,7 +181,8 @@ def start_stack(work: Path, procs: Processes, telegraf: str) -> Env:
     mqtt_port, vm_port, vmagent_port = free_port(), free_port(), free_port()
     etc = work / "etc"
     (etc / "vmagent").mkdir(parents=True)
-    rendered = render_role_templates(etc, {
+    rendered = lib.render_role("edge", ["telegraf.conf", "victron_processor.conf", "vmagent.service",
+                                        "victoria-metrics-override.conf", "vmagent-relabel.yml"], {
         "edge_vm_listen_address": f"127.0.0.1:{vm_port}",
         "edge_vm_data_path": str(work / "vm"),
         "edge_vmagent_listen_address": f"127.0.0.1:{vmagent_port}",
@@ -496,26 +190,18 @@ def start_stack(work: Path, procs: Processes, telegraf: str) -> Env:
         "edge_cloud_remote_write_url": "",
         "edge_deployment_id": "bench",
         "edge_node_id": "bench-edge",
-        "edge_victron_processor_script_path": str(STAR),
+        "edge_victron_processor_script_path": str(lib.STAR),
         "_edge_etc": str(etc),
-    })
+    }, etc / "rendered")
     (etc / "vmagent/relabel.yml").write_text(rendered["vmagent-relabel.yml"])
     (etc / "telegraf.conf").write_text(rendered["telegraf.conf"])
-
-    user = pwd.getpwuid(os.getuid()).pw_name  # mosquitto would drop root to "mosquitto" otherwise
-    (etc / "mosquitto.conf").write_text("\n".join([
-        f"listener {mqtt_port} 127.0.0.1", "allow_anonymous true", "persistence false", "sys_interval 1",
-        f"user {user}", f"log_dest file {work / 'mosquitto.log'}", "log_type error", "log_type warning",
-        "log_type notice", "log_type information", "log_type subscribe", "connection_messages true", "",
-    ]))
-    procs.start("mosquitto", [MOSQUITTO, "-c", str(etc / "mosquitto.conf")])
-    procs.logs["mosquitto"] = work / "mosquitto.log"
-
-    vm_argv = exec_start(rendered["victoria-metrics-override.conf"])
-    vm_argv[0] = VICTORIA_METRICS
+    lib.start_mosquitto(procs, mqtt_port, "sys_interval 1", "log_type error", "log_type warning", "log_type notice",
+                        "log_type information", "log_type subscribe", "connection_messages true")
+    vm_argv = lib.exec_start(rendered["victoria-metrics-override.conf"])
+    vm_argv[0] = lib.VICTORIA_METRICS
     procs.start("vm", vm_argv)
-    vmagent_argv = exec_start(rendered["vmagent.service"])
-    vmagent_argv[0] = VMAGENT
+    vmagent_argv = lib.exec_start(rendered["vmagent.service"])
+    vmagent_argv[0] = lib.VMAGENT
     procs.start("vmagent", vmagent_argv)
 
     vm_url, vmagent_url = f"http://127.0.0.1:{vm_port}", f"http://127.0.0.1:{vmagent_port}"
@@ -524,81 +210,24 @@ def start_stack(work: Path, procs: Processes, telegraf: str) -> Env:
         for name in ("mosquitto", "vm", "vmagent"):
             procs.check(name)
 
-    wait_for(lambda: socket.create_connection(("127.0.0.1", mqtt_port), 1).close() is None, 20, "mosquitto", check)
-    wait_for(lambda: http_get(vm_url + "/health", 2).strip() == "OK", 30, "VictoriaMetrics", check)
-    wait_for(lambda: http_get(vmagent_url + "/health", 2).strip() == "OK", 30, "vmagent", check)
+    lib.wait_health(vm_url + "/health", 30, "VictoriaMetrics", check, lib.vm_healthy)
+    lib.wait_health(vmagent_url + "/health", 30, "vmagent", check, lib.vm_healthy)
     sysw = SysWatcher(mqtt_port)
     sysw.fresh(10)
     env = Env(work, procs, telegraf, mqtt_port, vm_url, vmagent_url, etc / "telegraf.conf",
               rendered["victron_processor.conf"], Allowlist.from_conf(rendered["victron_processor.conf"]), sysw)
-    env.flush_s = duration_s(tomllib.loads(rendered["telegraf.conf"])["agent"]["flush_interval"])
+    env.flush_s = lib.duration_s(tomllib.loads(rendered["telegraf.conf"])["agent"]["flush_interval"])
     return env
 
 
-def duration_s(text: str) -> float:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", text.strip())
-    if not m:
-        raise BenchError(f"cannot read duration {text!r}")
-    return float(m[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[m[2]]
-
-
-def input_conf(env: Env, variant: str, system_id: str, portal: str, undelivered: int | None = None) -> str:
-    """The GX input exactly as ovr-refresh-gx-mqtt-sources renders it (raw: json instead of value;
-    `undelivered`: max_undelivered_messages set, the only other change)."""
-    for path in (GXDISCOVERY, COMMON):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
-    from ovr_gxdiscovery.inventory import GxConfig
-    from ovr_gxdiscovery.render import InputView, render_input
-
-    text = render_input("bench-edge", InputView(GxConfig(name=system_id, host="127.0.0.1", port=env.mqtt_port),
-                                                system_id, portal, None))
-    if variant == "raw":
-        text = text.replace('  data_format = "value"\n  data_type = "string"\n', '  data_format = "json"\n')
-        if 'data_format = "json"' not in text:
-            raise BenchError("could not switch the rendered input to data_format json")
-    if undelivered is not None:
-        head, sep, tags = text.partition("  [inputs.mqtt_consumer.tags]\n")
-        if not sep:
-            raise BenchError("could not set max_undelivered_messages in the rendered input")
-        head = re.sub(r"(?m)^  max_undelivered_messages = \d+\n", "", head)
-        text = f"{head}  max_undelivered_messages = {undelivered}\n{sep}{tags}"
-    return text
-
-
 def vm_count(env: Env, selector: str) -> int:
-    q = urllib.parse.urlencode({"query": f"sum(count_over_time({selector}[1h]))", "nocache": "1"})
-    doc = json.loads(http_get(f"{env.vm_url}/api/v1/query?{q}"))
-    result = doc["data"]["result"]
+    result = lib.vm_query(env.vm_url, f"sum(count_over_time({selector}[1h]))", timeout=10)
     return int(float(result[0]["value"][1])) if result else 0
 
 
 def vmagent_pending(env: Env) -> float:
-    return prom_counters(env.vmagent_url + "/metrics", ("vm_persistentqueue_bytes_pending",))[
+    return lib.prom_counters(env.vmagent_url + "/metrics", ("vm_persistentqueue_bytes_pending",))[
         "vm_persistentqueue_bytes_pending"]
-
-
-def read_line(proc: subprocess.Popen[Any], timeout: float) -> str:
-    """One line from a child's stdout, or "" after `timeout` s (the child is then left to cleanup)."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    return proc.stdout.readline().strip() if ready else ""
-
-
-def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
-    out = {}
-    for name, pid in pids.items():
-        with contextlib.suppress(OSError):
-            out[name] = cpu_seconds(pid)
-    return out
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of the whole machine so far, from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal ...
-    return (v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK, (v[7] if len(v) > 7 else 0) / CLK_TCK
 
 
 @dataclass(frozen=True)
@@ -624,10 +253,11 @@ def run_step(env: Env, config: Config, variant: str, rate: int, seconds: float, 
     step_dir = env.work / f"step{idx:02d}-{config.name}-{variant}-{rate}"
     tdir = step_dir / "telegraf.d"
     tdir.mkdir(parents=True)
-    (tdir / "gx_mqtt_sources.conf").write_text(input_conf(env, variant, system_id, portal, config.undelivered))
+    (tdir / "gx_mqtt_sources.conf").write_text(lib.input_conf(env.mqtt_port, variant, system_id, portal,
+                                                              config.undelivered))
     if variant == "pipeline":
         (tdir / "victron_processor.conf").write_text(env.processor_conf)
-    cycle = gx_cycle(portal)
+    cycle = lib.gx_cycle(portal)
     keep = env.allowlist.stored if variant == "pipeline" else raw_stored
     prefix = [0]
     for topic, payload in cycle:
@@ -638,34 +268,20 @@ def run_step(env: Env, config: Config, variant: str, rate: int, seconds: float, 
         return full * prefix[-1] + prefix[rest]
 
     tg_name = f"telegraf-{idx}"
-    tg_env = dict(os.environ, OVR_DEPLOYMENT_ID="bench", OVR_NODE_ID="bench-edge")
-    mosq_log = env.work / "mosquitto.log"
-    log_mark = mosq_log.stat().st_size
-    tg = env.procs.start(tg_name, [env.telegraf, "--config", str(env.telegraf_conf), "--config-directory", str(tdir)],
-                         env=tg_env)
-    client_id = f"ovr-bench-edge-{system_id}"
-    wait_for(lambda: f"{client_id} 0 N/{portal}/#" in mosq_log.read_text(errors="replace")[log_mark:], 60,
-             f"Telegraf ({variant}) to subscribe", lambda: env.procs.check(tg_name))
-
+    tg = telegraf(env, tg_name, tdir, system_id, portal)
     pub_name = f"publisher-{idx}"
-    spec = step_dir / "publisher.json"
-    spec.write_text(json.dumps({"host": "127.0.0.1", "port": env.mqtt_port, "client_id": f"ovr-gxsim-{portal}",
-                                "rate": rate, "seconds": seconds, "tick_s": tick_s or env.tick_s, "cycle": cycle}))
-    pub = env.procs.start(pub_name, [sys.executable, str(Path(__file__).resolve()), "--publisher-child", str(spec)],
-                          pipes=True)
-    assert pub.stdin is not None
-    if read_line(pub, 30) != "ready":
-        raise BenchError(f"publisher did not start:\n{env.procs.tail(pub_name)}")
+    pub = lib.start_publisher(env.procs, pub_name, step_dir / "publisher.json", host="127.0.0.1", port=env.mqtt_port,
+                              client_id=f"ovr-gxsim-{portal}", rate=rate, seconds=seconds,
+                              tick_s=tick_s or env.tick_s, cycle=cycle)
 
     pids = {"telegraf": tg.pid, "vmagent": env.procs.procs["vmagent"].pid, "vm": env.procs.procs["vm"].pid,
             "mosquitto": env.procs.procs["mosquitto"].pid, "publisher": pub.pid}
     sys0 = env.sys.fresh()
-    vma0 = prom_counters(env.vmagent_url + "/metrics", ("vmagent_rows_inserted_total",))
-    cpu0, (busy0, steal0), t0 = cpu_snapshot(pids), machine_busy(), time.monotonic()
-    pub.stdin.write("go\n")
-    pub.stdin.flush()
-    line = read_line(pub, seconds * 3 + 60)
-    cpu_pub, (busy_pub, steal_pub), t_end = cpu_snapshot(pids), machine_busy(), time.monotonic()
+    vma0 = lib.prom_counters(env.vmagent_url + "/metrics", ("vmagent_rows_inserted_total",))
+    cpu0, (busy0, steal0), t0 = lib.cpu_snapshot(pids), lib.machine_busy(), time.monotonic()
+    lib.go(pub)
+    line = lib.read_line(pub, seconds * 3 + 60)
+    cpu_pub, (busy_pub, steal_pub), t_end = lib.cpu_snapshot(pids), lib.machine_busy(), time.monotonic()
     try:
         pub.wait(timeout=10)
     except subprocess.TimeoutExpired as exc:
@@ -695,9 +311,9 @@ def run_step(env: Env, config: Config, variant: str, rate: int, seconds: float, 
         if n != stored:
             stored, last_change = n, time.monotonic()
     still_arriving = drained_at is None and time.monotonic() - last_change <= 3.0
-    cpu1, t_cpu = cpu_snapshot(pids), time.monotonic()
+    cpu1, t_cpu = lib.cpu_snapshot(pids), time.monotonic()
     sys1 = env.sys.fresh()
-    vma1 = prom_counters(env.vmagent_url + "/metrics", ("vmagent_rows_inserted_total",))
+    vma1 = lib.prom_counters(env.vmagent_url + "/metrics", ("vmagent_rows_inserted_total",))
     env.procs.stop(tg_name)
 
     pub_s = t_end - t0
@@ -752,6 +368,13 @@ def run_step(env: Env, config: Config, variant: str, rate: int, seconds: float, 
     return step
 
 
+def telegraf(env: Env, name: str, confdir: Path, system_id: str, portal: str) -> subprocess.Popen[Any]:
+    """A fresh Telegraf (production main config + `confdir`), subscribed to the portal's topics."""
+    mosq_log = env.work / "mosquitto.log"
+    return lib.start_telegraf(env.procs, name, env.telegraf, env.telegraf_conf, confdir, "bench-edge", mosq_log,
+                              f"ovr-bench-edge-{system_id} 0 N/{portal}/#", mosq_log.stat().st_size)
+
+
 def settle(env: Env, timeout: float = 30.0) -> None:
     """Let vmagent empty its queue before the next step (a lossy step can leave a backlog)."""
     deadline = time.monotonic() + timeout
@@ -770,21 +393,17 @@ def idle_baseline(env: Env, config: Config, seconds: float) -> dict[str, Any]:
     portal, system_id = f"c0ffee{idx:06x}", f"bench-idle-{idx}"
     tdir = env.work / f"step{idx:02d}-idle" / "telegraf.d"
     tdir.mkdir(parents=True)
-    (tdir / "gx_mqtt_sources.conf").write_text(input_conf(env, "pipeline", system_id, portal, config.undelivered))
+    (tdir / "gx_mqtt_sources.conf").write_text(lib.input_conf(env.mqtt_port, "pipeline", system_id, portal,
+                                                              config.undelivered))
     (tdir / "victron_processor.conf").write_text(env.processor_conf)
-    mosq_log = env.work / "mosquitto.log"
-    log_mark = mosq_log.stat().st_size
     name = f"telegraf-{idx}"
-    tg = env.procs.start(name, [env.telegraf, "--config", str(env.telegraf_conf), "--config-directory", str(tdir)],
-                         env=dict(os.environ, OVR_DEPLOYMENT_ID="bench", OVR_NODE_ID="bench-edge"))
-    wait_for(lambda: f"ovr-bench-edge-{system_id} 0 N/{portal}/#" in mosq_log.read_text(errors="replace")[log_mark:],
-             60, "Telegraf (idle) to subscribe", lambda: env.procs.check(name))
+    tg = telegraf(env, name, tdir, system_id, portal)
     time.sleep(1.0)
     pids = {"telegraf": tg.pid, "vmagent": env.procs.procs["vmagent"].pid, "vm": env.procs.procs["vm"].pid,
             "mosquitto": env.procs.procs["mosquitto"].pid}
-    c0, (b0, _), t0 = cpu_snapshot(pids), machine_busy(), time.monotonic()
+    c0, (b0, _), t0 = lib.cpu_snapshot(pids), lib.machine_busy(), time.monotonic()
     time.sleep(seconds)
-    c1, (b1, _), t1 = cpu_snapshot(pids), machine_busy(), time.monotonic()
+    c1, (b1, _), t1 = lib.cpu_snapshot(pids), lib.machine_busy(), time.monotonic()
     env.procs.stop(name)
     pct = {k: round(100 * (c1[k] - c0[k]) / (t1 - t0), 2) for k in c0}
     ours = sum(c1[k] - c0[k] for k in c0)
@@ -794,31 +413,22 @@ def idle_baseline(env: Env, config: Config, seconds: float) -> dict[str, Any]:
     return out
 
 
-def gxsim_tick() -> float:
-    """The simulator's loop period: load-mode messages leave in a burst once per loop."""
-    if str(GXSIM) not in sys.path:
-        sys.path.insert(0, str(GXSIM))
-    from ovr_gxsim.mqtt import POLL_INTERVAL
-
-    return float(POLL_INTERVAL)
-
-
 def gxsim_capacity(env: Env, seconds: float) -> dict[str, Any]:
     """How fast the real GX simulator (paho) goes in load mode on this machine."""
     portal = "c0ffeeffff01"
     target = 40_000
     proc = env.procs.start("gxsim", [sys.executable, "-m", "ovr_gxsim", "--broker-port", str(env.mqtt_port),
                                      "--portal-id", portal, "--load-rate", str(target), "--log-level", "WARNING"],
-                           env=dict(os.environ, PYTHONPATH=str(GXSIM)))
+                           env=dict(os.environ, PYTHONPATH=str(lib.GXSIM)))
     try:
         mosq_log = env.work / "mosquitto.log"
-        wait_for(lambda: f"ovr-gxsim-{portal} 0 R/{portal}/#" in mosq_log.read_text(errors="replace"), 30,
+        lib.wait_for(lambda: f"ovr-gxsim-{portal} 0 R/{portal}/#" in mosq_log.read_text(errors="replace"), 30,
                  "the GX simulator to connect", lambda: env.procs.check("gxsim"))
         env.sys.publish(f"R/{portal}/keepalive", '{"keepalive-options":["suppress-republish"]}')
         time.sleep(1.5)
-        s0, c0, t0 = env.sys.fresh(), cpu_seconds(proc.pid), time.monotonic()
+        s0, c0, t0 = env.sys.fresh(), lib.cpu_seconds(proc.pid), time.monotonic()
         time.sleep(seconds)
-        s1, c1, t1 = env.sys.fresh(), cpu_seconds(proc.pid), time.monotonic()
+        s1, c1, t1 = env.sys.fresh(), lib.cpu_seconds(proc.pid), time.monotonic()
     finally:
         env.procs.stop("gxsim")
     rate = (s1["received"] - s0["received"]) / (t1 - t0)
@@ -934,10 +544,6 @@ def diagnose(step: dict[str, Any], flush_s: float) -> tuple[str, bool]:
     return "; ".join(parts), flow
 
 
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("MET" if ok else "NOT MET")
-
-
 def rate_txt(v: dict[str, Any]) -> str:
     if not v["tested"]:
         return "-"
@@ -974,10 +580,7 @@ def print_report(result: dict[str, Any]) -> None:
     w = print
     meta, steps, summ = result["meta"], result["steps"], result["summary"]
     configs = meta["configs"]
-    w("")
-    w("== Edge pipeline benchmark: GX MQTT -> Telegraf -> vmagent -> VictoriaMetrics ==")
-    w(f"{meta['date']}  {meta['cpus']} CPUs  load avg before {meta['loadavg_before']}  "
-      f"{'QUICK (smoke) run' if meta['quick'] else 'full run'}  git {meta['git']}  took {meta.get('duration_s', '?')} s")
+    lib.print_header("Edge pipeline benchmark: GX MQTT -> Telegraf -> vmagent -> VictoriaMetrics", meta)
     v = meta["versions"]
     w(f"Telegraf {v['telegraf']}, {v['victoria-metrics']} (vmagent + VM), {v['mosquitto']}")
     gx = result.get("gxsim")
@@ -1074,26 +677,13 @@ def print_report(result: dict[str, Any]) -> None:
         if all(summ[n][v].get("flow_control_capped") for v in VARIANTS):
             w(f"note: in the {n} config both variants stop at the same input flow-control cap, so its ratio says "
               "nothing about the processor's cost")
-    for note in result.get("notes", []):
-        w(f"note: {note}")
-    if result.get("json_path"):
-        w(f"JSON: {result['json_path']}")
+    lib.print_footer(result)
 
 
 # ---- main ----------------------------------------------------------------------------------
 
 
-def git_describe() -> str:
-    with contextlib.suppress(Exception):
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True, text=True,
-                               timeout=10).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    return "?"
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 s steps, 5 s node-load run, no bisection")
@@ -1110,28 +700,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="max_undelivered_messages of the tuned config (0: skip it), default %(default)s")
     ap.add_argument("--time-limit", type=float, default=570.0,
                     help="start no step that could end after this many seconds (default %(default)s)")
-    ap.add_argument("--json", type=Path, help="where to write the results (default bench/results/edge-<date>.json)")
-    ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (logs, configs, data)")
-    ap.add_argument("--publisher-child", help=argparse.SUPPRESS)
+    lib.add_common_args(ap, NAME)
     return ap.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.publisher_child:
-        return publisher_child(args.publisher_child)
-
-    def on_signal(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
+def run(args: argparse.Namespace, work: Path, procs: Processes, result: dict[str, Any]) -> None:
     quick = args.quick
     seconds = args.step_seconds or (3.0 if quick else 15.0)
     node_seconds = args.node_seconds or (5.0 if quick else 60.0)
     refine = args.refine if args.refine is not None else (0 if quick else 2)
-    tick_s = args.tick_ms / 1000 if args.tick_ms else gxsim_tick()
+    tick_s = args.tick_ms / 1000 if args.tick_ms else lib.gxsim_tick()
     drain_max = 10.0
     configs = [Config("deployed", None)]
     if args.tuned_undelivered:
@@ -1142,31 +720,23 @@ def main(argv: list[str] | None = None) -> int:
         return sorted({r for r in rates if 0 < r <= args.max_rate}) or [args.max_rate]
 
     ladders = {"deployed": ladder_for(DEPLOYED_LADDER), "tuned": ladder_for(TUNED_LADDER)}
-
     t_start = time.monotonic()
-    ensure_packages()
-    telegraf = locate_telegraf()
-    started = datetime.now().astimezone()
-    meta: dict[str, Any] = {
-        "date": started.isoformat(timespec="seconds"), "quick": quick, "cpus": os.cpu_count(),
-        "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg()), "kernel": platform.release(),
-        "git": git_describe(), "step_seconds": seconds, "node_seconds": node_seconds, "tick_ms": tick_s * 1000,
+    lib.ensure_packages()
+    telegraf = lib.locate_telegraf(TELEGRAF_PLUGINS)
+    result["meta"] |= {
+        "step_seconds": seconds, "node_seconds": node_seconds, "tick_ms": tick_s * 1000,
         "ladders": {c.name: ladders[c.name] for c in configs},
         "configs": {c.name: c.describe() for c in configs},
-        "versions": {"telegraf": telegraf_version(telegraf), "victoria-metrics": package_version("victoria-metrics"),
-                     "mosquitto": package_version("mosquitto"), "python": platform.python_version()},
+        "versions": {"telegraf": lib.telegraf_version(telegraf), "victoria-metrics": lib.package_version("victoria-metrics"),
+                     "mosquitto": lib.package_version("mosquitto"), "python": result["meta"]["python"]},
         "goals": {"pipeline_max_rate": GOAL_RATE, "ratio": GOAL_RATIO, "node_cpu_pct": GOAL_NODE_CPU},
     }
-    work = Path(tempfile.mkdtemp(prefix="ovr-bench-edge-"))
-    procs = Processes(work)
-    result: dict[str, Any] = {"meta": meta}
-    env: Env | None = None
-    rc = 0
+    meta = result["meta"]
+    log(f"work dir {work}; starting mosquitto, VictoriaMetrics, vmagent (configs rendered from roles/edge)")
+    env = start_stack(work, procs, telegraf)
     try:
-        log(f"work dir {work}; starting mosquitto, VictoriaMetrics, vmagent (configs rendered from roles/edge)")
-        env = start_stack(work, procs, telegraf)
         env.deadline = t_start + args.time_limit
-        cycle = gx_cycle("c0ffee000000")
+        cycle = lib.gx_cycle("c0ffee000000")
         meta["stored_fraction"] = sum(env.allowlist.stored(t, p) for t, p in cycle) / len(cycle)
         result["gxsim"] = gxsim_capacity(env, 2.0 if quick else 5.0)
         steps: list[dict[str, Any]] = []
@@ -1183,29 +753,12 @@ def main(argv: list[str] | None = None) -> int:
         result["steps"] = steps
         result["summary"] = {c.name: summarise(steps, c.name, env.flush_s) for c in configs}
         result["notes"] = env.notes
-    except KeyboardInterrupt as exc:
-        log(f"interrupted ({exc}); cleaning up")
-        rc = 130
-    except BenchError as exc:
-        log(f"benchmark error: {exc}")
-        rc = 1
     finally:
-        if env is not None:
-            env.sys.close()
-        procs.stop_all()
-        if args.keep_tmp:
-            log(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    if rc:
-        return rc
-    meta["duration_s"] = round(time.monotonic() - t_start, 1)
-    path = args.json or RESULTS_DIR / f"edge-{started.strftime('%Y-%m-%dT%H%M%S')}{'-quick' if quick else ''}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    result["json_path"] = str(path)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print_report(result)
-    return 0
+        env.sys.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return lib.main(sys.modules[__name__], parse_args(argv))
 
 
 if __name__ == "__main__":

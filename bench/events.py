@@ -22,150 +22,121 @@ import argparse
 import base64
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+import lib
 import requests
+from lib import Processes, free_port, pct
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "unit"))
-# As on a host: events with ovr_common and ovr_gxdiscovery (its GX inventory reader).
-EVENTS_PATH = [str(ROOT / "files" / "services" / d) for d in ("events", "common", "gxdiscovery")]
+# As on a host: events' release holds ovr_common and ovr_gxdiscovery (its GX inventory reader).
+EVENTS_PATH = lib.service_path("events", "gxdiscovery")
 sys.path[:0] = EVENTS_PATH
-
 from ovr_events.auth import sync_users  # noqa: E402
-from peers import free_port, locate_mosquitto  # noqa: E402
 
+NAME = "events"
 N_GX = 10
 
 
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
-
-
-def wait_http(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
-
-
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer requests and writes")
-    ap.add_argument("--json", type=Path, default=None, help="where to write the figures (default bench/results/events-<date>.json)")
-    args = ap.parse_args()
+    lib.add_common_args(ap, NAME)
+    return ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace, tmp: Path, procs: Processes, result: dict[str, Any]) -> None:
     n_get, n_write = (300, 5) if args.quick else (3000, 40)
-    procs: list[subprocess.Popen] = []
-    tmp = Path(tempfile.mkdtemp(prefix="ovr-bench-events-"))
-    try:
-        port = free_port()
-        (tmp / "mosquitto.conf").write_text(f"persistence false\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
-                                            + (f"user {os.environ.get('USER', 'root')}\n"))
-        procs.append(subprocess.Popen([locate_mosquitto(), "-c", str(tmp / "mosquitto.conf")],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    port = free_port()
+    # One broker for all simulators, but each GX at its own address (127.0.0.2, .3, …): an
+    # inventory may not list one broker twice, as no boat has two GX behind one address.
+    hosts = [f"127.0.0.{i + 2}" for i in range(N_GX)]
+    lib.start_mosquitto(procs, port, *(f"listener {port} {h}" for h in hosts))
+    portals = [f"c0ffee0b{i:04x}" for i in range(N_GX)]
+    sim_env = {**os.environ, "PYTHONPATH": str(lib.GXSIM), "GXSIM_BROKER_PORT": str(port)}
+    for i, p in enumerate(portals):
+        procs.start(f"gxsim-{i}", [sys.executable, "-m", "ovr_gxsim", "--portal-id", p], env=sim_env)
+    systems = [{"name": f"gx{i}", "system_id": f"boat-{i}", "portal_id": p, "host": hosts[i], "port": port,
+                "status": "online"} for i, p in enumerate(portals)]
+    (tmp / "gx_systems.json").write_text(json.dumps({"systems": systems}))
+    (tmp / "gx_inventory.json").write_text(json.dumps({"systems": [
+        {"name": s["name"], "host": s["host"], "port": port} for s in systems]}))
+    sync_users(tmp / "users.json", [{"name": "bench", "password": "bench-password", "role": "operator"}])
+    api_port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(EVENTS_PATH), "OVR_EVENTS_ENV_FILE": "/nonexistent",
+           "OVR_NODE_ID": "bench", "OVR_GX_SYSTEMS": str(tmp / "gx_systems.json"),
+           "OVR_GX_INVENTORY": str(tmp / "gx_inventory.json"), "OVR_EVENTS_DATA_DIR": str(tmp / "data"),
+           "OVR_EVENTS_RUN_DIR": str(tmp / "run"), "OVR_EVENTS_USERS_FILE": str(tmp / "users.json"),
+           "OVR_EVENTS_MQTT_PORT": str(port), "OVR_VM_URL": "http://127.0.0.1:9", "OVR_VMAGENT_URL": "http://127.0.0.1:9",
+           "OVR_EVENTS_LOG_LEVEL": "WARNING"}
+    procs.start("worker", [sys.executable, "-m", "ovr_events", "worker"], env=env)
+    procs.start("gunicorn", [lib.tool("gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{api_port}", "--timeout", "60",
+                             "ovr_events.wsgi:app"], env=env)
+    base = f"http://127.0.0.1:{api_port}"
+    lib.wait_health(base + "/api/health", 20, "the events API", lambda: procs.check("gunicorn"))
+    http = requests.Session()
+
+    def live() -> int:
+        doc = http.get(base + "/api/realtime").json()
+        return sum(1 for s in doc["systems"] if not s["stale"] and s["vebus_instance"]
+                   and s["controls"]["ac_input_current_limit"]["value"] is not None)
+
+    deadline = time.monotonic() + 60
+    while live() < N_GX and time.monotonic() < deadline:
         time.sleep(0.5)
-        portals = [f"c0ffee0b{i:04x}" for i in range(N_GX)]
-        sim_env = {**os.environ, "PYTHONPATH": str(ROOT / "files/services/gxsim"), "GXSIM_BROKER_PORT": str(port)}
-        for p in portals:
-            procs.append(subprocess.Popen([sys.executable, "-m", "ovr_gxsim", "--portal-id", p], env=sim_env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        systems = [{"name": f"gx{i}", "system_id": f"boat-{i}", "portal_id": p, "host": "127.0.0.1", "port": port,
-                    "status": "online"} for i, p in enumerate(portals)]
-        (tmp / "gx_systems.json").write_text(json.dumps({"systems": systems}))
-        (tmp / "gx_inventory.json").write_text(json.dumps({"systems": [
-            {"name": s["name"], "host": "127.0.0.1", "port": port} for s in systems]}))
-        sync_users(tmp / "users.json", [{"name": "bench", "password": "bench-password", "role": "operator"}])
-        api_port = free_port()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(EVENTS_PATH), "OVR_EVENTS_ENV_FILE": "/nonexistent",
-               "OVR_NODE_ID": "bench", "OVR_GX_SYSTEMS": str(tmp / "gx_systems.json"),
-               "OVR_GX_INVENTORY": str(tmp / "gx_inventory.json"), "OVR_EVENTS_DATA_DIR": str(tmp / "data"),
-               "OVR_EVENTS_RUN_DIR": str(tmp / "run"), "OVR_EVENTS_USERS_FILE": str(tmp / "users.json"),
-               "OVR_EVENTS_MQTT_PORT": str(port), "OVR_VM_URL": "http://127.0.0.1:9", "OVR_VMAGENT_URL": "http://127.0.0.1:9",
-               "OVR_EVENTS_LOG_LEVEL": "WARNING"}
-        procs.append(subprocess.Popen([sys.executable, "-m", "ovr_events", "worker"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "wb")))  # noqa: SIM115
-        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-        procs.append(subprocess.Popen([gunicorn, "--workers", "2", "--bind", f"127.0.0.1:{api_port}", "--timeout", "60",
-                                       "ovr_events.wsgi:app"], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=open(tmp / "gunicorn.log", "wb")))  # noqa: SIM115
-        base = f"http://127.0.0.1:{api_port}"
-        wait_http(base + "/api/health")
-        http = requests.Session()
+    n_live = live()
+    # --- realtime --------------------------------------------------------------------
+    lat, size = [], 0
+    for _ in range(n_get):
+        t = time.perf_counter()
+        r = http.get(base + "/api/realtime")
+        lat.append((time.perf_counter() - t) * 1000)
+        size = len(r.content)
+    # --- control ---------------------------------------------------------------------
+    auth = {"Authorization": "Basic " + base64.b64encode(b"bench:bench-password").decode()}
+    # Each gunicorn worker verifies a password hash once (scrypt, ~0.5 s here by design) and then
+    # caches it: warm both workers so the figures are about the write path, not the login.
+    for _ in range(8):
+        requests.get(base + "/api/auth/me", headers=auth)
+    confirm, states = [], {}
+    for i in range(n_write):
+        value = 10.0 if i % 2 else 11.0
+        t = time.perf_counter()
+        r = http.post(base + "/api/gx/settings", headers=auth,
+                      json={"system_id": "boat-0", "setting": "ac_input_current_limit", "value": value})
+        if r.status_code != 202:
+            raise lib.BenchError(f"control write answered {r.status_code}: {r.text[:300]}")
+        wid = r.json()["write"]["id"]
+        while True:
+            w = http.get(f"{base}/api/gx/writes/{wid}").json()["write"]
+            if w["state"] not in ("queued", "pending"):
+                break
+            time.sleep(0.005)
+        states[w["state"]] = states.get(w["state"], 0) + 1
+        if w["state"] == "confirmed":
+            confirm.append((time.perf_counter() - t) * 1000)
+    figures = {
+        "gx_systems": N_GX, "gx_live": n_live,
+        "realtime": {"requests": n_get, "p50_ms": round(statistics.median(lat), 2), "p90_ms": round(pct(lat, 90), 2),
+                     "p99_ms": round(pct(lat, 99), 2), "max_ms": round(max(lat), 2), "bytes": size},
+        "control": {"writes": n_write, "states": states,
+                    "p50_ms": round(statistics.median(confirm), 1) if confirm else None,
+                    "p95_ms": round(pct(confirm, 95), 1) if confirm else None,
+                    "max_ms": round(max(confirm), 1) if confirm else None},
+    }
+    result |= figures
 
-        def live() -> int:
-            doc = http.get(base + "/api/realtime").json()
-            return sum(1 for s in doc["systems"] if not s["stale"] and s["vebus_instance"]
-                       and s["controls"]["ac_input_current_limit"]["value"] is not None)
 
-        deadline = time.monotonic() + 60
-        while live() < N_GX and time.monotonic() < deadline:
-            time.sleep(0.5)
-        n_live = live()
-        # --- realtime --------------------------------------------------------------------
-        lat, size = [], 0
-        for _ in range(n_get):
-            t = time.perf_counter()
-            r = http.get(base + "/api/realtime")
-            lat.append((time.perf_counter() - t) * 1000)
-            size = len(r.content)
-        # --- control ---------------------------------------------------------------------
-        auth = {"Authorization": "Basic " + base64.b64encode(b"bench:bench-password").decode()}
-        # Each gunicorn worker verifies a password hash once (scrypt, ~0.5 s here by design) and then
-        # caches it: warm both workers so the figures are about the write path, not the login.
-        for _ in range(8):
-            requests.get(base + "/api/auth/me", headers=auth)
-        confirm, states = [], {}
-        for i in range(n_write):
-            value = 10.0 if i % 2 else 11.0
-            t = time.perf_counter()
-            r = http.post(base + "/api/gx/settings", headers=auth,
-                          json={"system_id": "boat-0", "setting": "ac_input_current_limit", "value": value})
-            wid = r.json()["write"]["id"]
-            while True:
-                w = http.get(f"{base}/api/gx/writes/{wid}").json()["write"]
-                if w["state"] not in ("queued", "pending"):
-                    break
-                time.sleep(0.005)
-            states[w["state"]] = states.get(w["state"], 0) + 1
-            if w["state"] == "confirmed":
-                confirm.append((time.perf_counter() - t) * 1000)
-        figures = {
-            "gx_systems": N_GX, "gx_live": n_live,
-            "realtime": {"requests": n_get, "p50_ms": round(statistics.median(lat), 2), "p90_ms": round(pct(lat, 90), 2),
-                         "p99_ms": round(pct(lat, 99), 2), "max_ms": round(max(lat), 2), "bytes": size},
-            "control": {"writes": n_write, "states": states,
-                        "p50_ms": round(statistics.median(confirm), 1) if confirm else None,
-                        "p95_ms": round(pct(confirm, 95), 1) if confirm else None,
-                        "max_ms": round(max(confirm), 1) if confirm else None},
-        }
-        print(json.dumps(figures, indent=2))
-        out = args.json or ROOT / "bench" / "results" / f"events-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"figures written to {out}")
-        return 0
-    finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+def print_report(result: dict[str, Any]) -> None:
+    print(json.dumps({k: v for k, v in result.items() if k not in ("meta", "json_path")}, indent=2))
+    print(f"figures written to {result['json_path']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return lib.main(sys.modules[__name__], parse_args(argv))
 
 
 if __name__ == "__main__":
