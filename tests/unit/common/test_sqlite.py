@@ -92,3 +92,11 @@ def test_statements_keep_semicolons_in_strings():
 def test_statements_split_two_on_one_line():
     assert sqlite.statements("CREATE TABLE c (id INTEGER); CREATE TABLE d (id INTEGER);\n") == [
         "CREATE TABLE c (id INTEGER);", "CREATE TABLE d (id INTEGER);"]
+
+
+def test_where_keeps_only_the_filters_given_and_binds_their_values() -> None:
+    from ovr_common.sqlite import where
+
+    assert where({"a": None, "b": ""}) == ("", [])
+    assert where({"a": 1, "b": None, "c": "x"}, "d != 'login'") == (" WHERE d != 'login' AND a = ? AND c = ?", [1, "x"])
+    assert where({"a": "'; DROP TABLE t; --"})[1] == ["'; DROP TABLE t; --"]  # a value is a parameter, never SQL

@@ -56,6 +56,19 @@ def tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+def where(equal: dict[str, object], *always: str) -> tuple[str, list[object]]:
+    """A WHERE clause for the optional filters of a list query: `column = ?` for each column of
+    `equal` given a value (None or "" leave it out), and the fixed conditions `always`.
+    Column names come from the code, never from a request; only the values are parameters.
+
+    >>> where({"e.id": "x", "p.system_id": None}, "1=1")
+    (' WHERE 1=1 AND e.id = ?', ['x'])
+    """
+    clauses = list(always) + [f"{column} = ?" for column, value in equal.items() if value not in (None, "")]
+    args = [value for value in equal.values() if value not in (None, "")]
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
 def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 

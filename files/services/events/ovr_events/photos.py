@@ -8,6 +8,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from ovr_common.sqlite import where
+
 from .store import row_dict
 
 MAX_CAPTION = 500
@@ -42,16 +44,8 @@ def get(conn: sqlite3.Connection, photo_id: int) -> sqlite3.Row | None:
 
 def find(conn: sqlite3.Connection, event_id: str | None, system_id: str | None, limit: int) -> list[sqlite3.Row]:
     """Newest first, filtered by the event's id and the system."""
-    sql, args = _SELECT + " WHERE 1=1", []
-    if event_id:
-        sql += " AND e.id = ?"
-        args.append(event_id)
-    if system_id:
-        sql += " AND p.system_id = ?"
-        args.append(system_id)
-    sql += " ORDER BY p.created_at DESC, p.id DESC LIMIT ?"
-    args.append(limit)
-    return conn.execute(sql, args).fetchall()
+    clause, args = where({"e.id": event_id, "p.system_id": system_id})
+    return conn.execute(f"{_SELECT}{clause} ORDER BY p.created_at DESC, p.id DESC LIMIT ?", [*args, limit]).fetchall()
 
 
 def for_report(conn: sqlite3.Connection, event_pk: int, start_ms: int, end_ms: int) -> list[dict[str, Any]]:

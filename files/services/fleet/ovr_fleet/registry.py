@@ -16,6 +16,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ovr_common.sqlite import where
+
 from . import outbox, protocol
 from .store import now_ms
 
@@ -103,14 +105,8 @@ def create(conn: sqlite3.Connection, name: Any, deployment_id: str, source: str,
 
 
 def list_events(conn: sqlite3.Connection, state: str | None = None, deployment_id: str | None = None) -> list[dict[str, Any]]:
-    sql, args = "SELECT * FROM events WHERE 1=1", []
-    if state:
-        sql += " AND state = ?"
-        args.append(state)
-    if deployment_id:
-        sql += " AND deployment_id = ?"
-        args.append(deployment_id)
-    rows = conn.execute(sql + " ORDER BY started_at DESC, id", args).fetchall()
+    clause, args = where({"state": state, "deployment_id": deployment_id})
+    rows = conn.execute(f"SELECT * FROM events{clause} ORDER BY started_at DESC, id", args).fetchall()
     return [event_dict(r) for r in rows]
 
 

@@ -8,6 +8,8 @@ import json
 import sqlite3
 from typing import Any
 
+from ovr_common.sqlite import where
+
 from . import outbox, protocol, registry
 from .htmlclean import clean_html
 from .store import now_ms
@@ -58,15 +60,10 @@ def _meta(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def list_reports(conn: sqlite3.Connection, event_id: str | None = None, node_id: str | None = None) -> list[dict[str, Any]]:
-    sql, args = "SELECT report_id, node_id, event_id, event_id_original, system_id, hash, generated_at, received_at, " \
-                "html IS NOT NULL AS html FROM reports WHERE 1=1", []
-    if event_id:
-        sql += " AND event_id = ?"
-        args.append(event_id)
-    if node_id:
-        sql += " AND node_id = ?"
-        args.append(node_id)
-    return [_meta(r) | {"has_html": bool(r["html"])} for r in conn.execute(sql + " ORDER BY received_at DESC, report_id", args)]
+    clause, args = where({"event_id": event_id, "node_id": node_id})
+    rows = conn.execute("SELECT report_id, node_id, event_id, event_id_original, system_id, hash, generated_at, received_at, "
+                        f"html IS NOT NULL AS html FROM reports{clause} ORDER BY received_at DESC, report_id", args)
+    return [_meta(r) | {"has_html": bool(r["html"])} for r in rows]
 
 
 def events_with_reports(conn: sqlite3.Connection) -> list[dict[str, Any]]:
