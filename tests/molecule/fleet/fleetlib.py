@@ -16,6 +16,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from conftest import wait_for
+
 GX = "fleet-gx"
 EDGE_A = "fleet-edge-a"
 EDGE_B = "fleet-edge-b"
@@ -92,6 +94,20 @@ def bridge_up(node: str) -> bool:
     return any(line.endswith(" 1") for line in cloud_sub(f"ovr/{node}/bridge", wait=3))
 
 
+def start_sub(container: str, args: str, out: str, timeout: float = 30) -> None:
+    """Start ``mosquitto_sub <args>`` in the background on ``container``, its output in ``out``,
+    and return once the broker has acknowledged the subscription (no guessed sleep: a message
+    published after this returns reaches it). Read what it got with ``sub_messages``."""
+    sh(container, f"rm -f {out}; (setsid stdbuf -oL mosquitto_sub -d -v {args} > {out} 2>&1 &)")
+    wait_for(lambda: "Subscribed (mid" in sh(container, f"cat {out}").stdout, timeout, 0.2,
+             f"the subscription of `mosquitto_sub {args}` on {container}")
+
+
+def sub_messages(container: str, out: str) -> list[str]:
+    """The "topic payload" lines a ``start_sub`` subscriber received (its debug lines left out)."""
+    return [line for line in sh(container, f"cat {out}").stdout.splitlines() if line.startswith("ovr/")]
+
+
 def playbook(name: str, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
     project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
     cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(project / name), *args]
@@ -135,3 +151,45 @@ def cloud_shortfall(node: str, start: float, end: float) -> tuple[dict[str, dict
             short[json.loads(labels)["__name__"]] = {"expected": round(expected), "got": len(got),
                                                      "max_gap_s": round(max_gap(got), 1)}
     return short, steady, cloud_by_key
+
+
+# ---- the events APIs (edge :8088, cloud :8089), as their operators -------------------------
+
+def http(container: str, method: str, url: str, user: str, body: dict | None = None) -> tuple[int, dict]:
+    cmd = ["curl", "-s", "-o", "/tmp/ovr-fleet-resp", "-w", "%{http_code}", "-X", method, "-u", user]
+    if body is not None:
+        cmd += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    status = int(sh(container, shlex.join([*cmd, url])).stdout)
+    text = sh(container, "cat /tmp/ovr-fleet-resp").stdout
+    return status, (json.loads(text) if text.startswith(("{", "[")) else {"raw": text})
+
+
+def edge_api(node: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    return http(node, method, "http://127.0.0.1:8088" + path, f"fleet-tech:{secret('events-fleet-tech')}", body)
+
+
+def cloud_api(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    return http(CLOUD, method, "http://127.0.0.1:8089" + path, f"alice:{secret('operator-alice')}", body)
+
+
+def a_system(node: str) -> str:
+    systems = wait_for(lambda: edge_api(node, "GET", "/api/systems")[1].get("systems"), 90, 3,
+                       f"GX systems on {node}")
+    return systems[0]["system_id"]
+
+
+def start_event(node: str, name: str) -> str:
+    status, doc = edge_api(node, "POST", "/api/events", {"systems": [a_system(node)], "name": name,
+                                                         "location": "Quay 3", "note": "fleet test"})
+    assert status == 201, doc
+    return doc["event"]["id"]
+
+
+def registry_event(event_id: str) -> dict:
+    """The cloud registry's record of an event, once it has one."""
+    return wait_for(lambda: (lambda r: r[1] if r[0] == 200 else None)(cloud_api("GET", f"/api/events/{event_id}")),
+                    60, 2, f"event {event_id} in the cloud registry")
+
+
+def edge_event_state(node: str, event_id: str) -> str:
+    return edge_api(node, "GET", f"/api/events/{event_id}")[1].get("state", "")

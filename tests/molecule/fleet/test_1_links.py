@@ -11,7 +11,24 @@ import uuid
 
 import pytest
 from conftest import wait_for
-from fleetlib import CLOUD, DEPLOYMENT, EDGE_A, EDGE_B, INTERVAL, bridge_up, cloud_pub, cloud_sub, export, now, query, secret, series, sh
+from fleetlib import (
+    CLOUD,
+    DEPLOYMENT,
+    EDGE_A,
+    EDGE_B,
+    INTERVAL,
+    bridge_up,
+    cloud_pub,
+    cloud_sub,
+    export,
+    now,
+    query,
+    secret,
+    series,
+    sh,
+    start_sub,
+    sub_messages,
+)
 
 RUN = uuid.uuid4().hex[:8]
 
@@ -54,13 +71,12 @@ def test_bridge_carries_node_topics_out():
 
 
 def test_bridge_carries_commands_and_registry_in():
-    sh(EDGE_B, f"rm -f /tmp/in-{RUN}; (mosquitto_sub -h 127.0.0.1 -t ovr/{EDGE_B}/cmd/fleet-test -t ovr/registry/fleet-test "
-               f"-t ovr/{EDGE_A}/cmd/fleet-test -C 2 -W 30 -v > /tmp/in-{RUN} &) ; sleep 1")
+    start_sub(EDGE_B, f"-h 127.0.0.1 -t ovr/{EDGE_B}/cmd/fleet-test -t ovr/registry/fleet-test "
+                      f"-t ovr/{EDGE_A}/cmd/fleet-test -C 2 -W 30", f"/tmp/in-{RUN}")
     cloud_pub(f"ovr/{EDGE_B}/cmd/fleet-test", RUN)
     cloud_pub(f"ovr/{EDGE_A}/cmd/fleet-test", "not-for-b-" + RUN)
     cloud_pub("ovr/registry/fleet-test", RUN)
-    got = wait_for(lambda: sh(EDGE_B, f"cat /tmp/in-{RUN}").stdout.splitlines() if
-                   len(sh(EDGE_B, f"cat /tmp/in-{RUN}").stdout.splitlines()) >= 2 else None,
+    got = wait_for(lambda: (lambda m: m if len(m) >= 2 else None)(sub_messages(EDGE_B, f"/tmp/in-{RUN}")),
                    timeout=30, what="cloud messages at fleet-edge-b")
     assert sorted(got) == sorted([f"ovr/{EDGE_B}/cmd/fleet-test {RUN}", f"ovr/registry/fleet-test {RUN}"])
 
@@ -108,22 +124,33 @@ def test_a_node_cannot_publish_or_read_as_another_node():
     # The cloud ties the client id to the user, so a node's credentials have one session: its
     # bridge's. fleet-edge-b's bridge is stopped while the test speaks as fleet-edge-b (a clean
     # session, which also drops the bridge's queue - nothing is addressed to it now).
-    sh(CLOUD, "(mosquitto_sub -h 127.0.0.1 -u ovr-fleet -P \"$(cat /etc/ovr/secrets/mqtt-fleet.password)\" "
-              f"-t ovr/{EDGE_A}/forged -C 1 -W 20 > /tmp/forged-{RUN} &); sleep 1")
+    #
+    # What must not arrive is followed by a marker that must, from the same publisher to the
+    # same subscriber: the broker handles one publish after the other, so once the marker is
+    # in, a message that was going to be delivered would be too - no sleep to guess it has not.
+    start_sub(CLOUD, "-h 127.0.0.1 -u ovr-fleet -P \"$(cat /etc/ovr/secrets/mqtt-fleet.password)\" "
+                     f"-t ovr/{EDGE_A}/forged -C 1 -W 120", f"/tmp/forged-{RUN}")
     sh(EDGE_B, "systemctl stop mosquitto")
     try:
         pw_b = secret(EDGE_B, "mqtt")
-        sh(EDGE_B, f"(mosquitto_sub -t ovr/{EDGE_A}/cmd/# -h {CLOUD} -p 8883 "
-                   f"--cafile /etc/mosquitto/ca_certificates/ovr-cloud-ca.crt -u {EDGE_B} -P {shlex.quote(pw_b)} "
-                   f"-C 1 -W 8 > /tmp/stolen-{RUN} 2>&1 &); sleep 2")
+        # fleet-edge-b may read the registry, never fleet-edge-a's commands.
+        start_sub(EDGE_B, f"-t ovr/{EDGE_A}/cmd/# -t ovr/registry/fleet-marker -h {CLOUD} -p 8883 "
+                          f"--cafile /etc/mosquitto/ca_certificates/ovr-cloud-ca.crt -u {EDGE_B} -P {shlex.quote(pw_b)} "
+                          f"-C 1 -W 60", f"/tmp/stolen-{RUN}")
         cloud_pub(f"ovr/{EDGE_A}/cmd/fleet-test", "secret-for-a-" + RUN)
+        cloud_pub("ovr/registry/fleet-marker", "marker-" + RUN)
+        stolen = wait_for(lambda: sub_messages(EDGE_B, f"/tmp/stolen-{RUN}"), timeout=30,
+                          what="the marker after fleet-edge-a's command at fleet-edge-b's subscriber")
+        assert stolen == [f"ovr/registry/fleet-marker marker-{RUN}"], f"fleet-edge-b read fleet-edge-a's command: {stolen}"
         rc, out = mqtt_as(EDGE_B, EDGE_B, pw_b, f"mosquitto_pub -q 1 -i probe-{RUN} -t ovr/{EDGE_A}/forged -m {RUN}")
         assert rc == 0, out  # MQTT 3.1.1 cannot tell the client; the broker drops it
-        sleep = sh(EDGE_B, f"sleep 8; cat /tmp/stolen-{RUN}", timeout=60).stdout
-        assert RUN not in sleep, f"fleet-edge-b read fleet-edge-a's command: {sleep}"
     finally:
         sh(EDGE_B, "systemctl start mosquitto")
-    assert sh(CLOUD, f"sleep 12; cat /tmp/forged-{RUN}", timeout=60).stdout == ""
+    # The forged message was acknowledged before the marker was sent: it is in by now, or never.
+    cloud_pub(f"ovr/{EDGE_A}/forged", "marker-" + RUN)
+    forged = wait_for(lambda: sub_messages(CLOUD, f"/tmp/forged-{RUN}"), timeout=30,
+                      what="the marker after the forged message at the cloud's subscriber")
+    assert forged == [f"ovr/{EDGE_A}/forged marker-{RUN}"], f"fleet-edge-b published as fleet-edge-a: {forged}"
     wait_for(lambda: bridge_up(EDGE_B), timeout=60, what="fleet-edge-b's bridge back")
 
 

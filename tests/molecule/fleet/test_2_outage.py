@@ -1,8 +1,12 @@
 """fleet-edge-a loses the WAN for 10 minutes (its podman network is disconnected). The time is
-used: a command is queued for it at the cloud, a rollout with it as canary must halt without
-touching fleet-edge-b, and fleet-edge-b's credential is rotated. Then the WAN comes back and
-the cloud must end with every downsampled sample fleet-edge-a produced while cut off, at the
-original timestamps, and the queued command must arrive."""
+used: a command is queued for it at the cloud, an event of fleet-edge-a is ended in the cloud,
+a rollout with it as canary must halt without touching fleet-edge-b, and fleet-edge-b's
+credential is rotated. Then the WAN comes back and the cloud must end with every downsampled
+sample fleet-edge-a produced while cut off, at the original timestamps, the queued command must
+arrive, and the event must end on fleet-edge-a too.
+
+The module needs nothing from the others but a converged fleet: its event, subscribers and
+feeder are its own."""
 
 from __future__ import annotations
 
@@ -20,16 +24,22 @@ from fleetlib import (
     INTERVAL,
     WAN,
     bridge_up,
+    cloud_api,
     cloud_pub,
     cloud_shortfall,
+    edge_event_state,
     export,
     max_gap,
     now,
     playbook,
     query,
+    registry_event,
     secret,
     sh,
     span,
+    start_event,
+    start_sub,
+    sub_messages,
 )
 
 OUTAGE = 600
@@ -41,10 +51,16 @@ def cloud_reachable(src: str) -> bool:
     return sh(src, f"curl -s -o /dev/null -m 3 --cacert /etc/ovr/cloud-ca.pem https://{CLOUD}/", check=False).returncode == 0
 
 
+def test_an_event_of_edge_a_is_in_the_registry_before_the_cut():
+    event_id = start_event(EDGE_A, f"Outage job {RUN}")
+    state["event"] = event_id
+    got = registry_event(event_id)
+    assert got["id"] == event_id and got["state"] == "active"
+
+
 def test_cut_edge_a_off_the_wan():
     # A subscriber on fleet-edge-a's own broker, to see what the bridge delivers on reconnect.
-    sh(EDGE_A, f"(mosquitto_sub -h 127.0.0.1 -q 1 -t ovr/{EDGE_A}/cmd/fleet-outage -C 1 -W {OUTAGE + 300} -v "
-               f"> /tmp/outage-{RUN} 2>&1 &); sleep 1")
+    start_sub(EDGE_A, f"-h 127.0.0.1 -q 1 -t ovr/{EDGE_A}/cmd/fleet-outage -C 1 -W {OUTAGE + 600}", f"/tmp/outage-{RUN}")
     subprocess.run(["podman", "network", "disconnect", WAN, EDGE_A], check=True, capture_output=True)
     state["cut"] = now()
     assert not cloud_reachable(EDGE_A)
@@ -55,6 +71,14 @@ def test_cut_edge_a_off_the_wan():
 
 def test_command_for_the_offline_node_is_queued():
     cloud_pub(f"ovr/{EDGE_A}/cmd/fleet-outage", RUN)
+
+
+def test_ending_in_the_cloud_an_event_of_the_cut_off_edge():
+    # The first half of test_an_edge_cut_off_during_the_end_ends_it_when_back (below): the cloud
+    # noticed the cut (test_cut_edge_a_off_the_wan), and ends the event all the same.
+    status, doc = cloud_api("POST", f"/api/events/{state['event']}/end")
+    assert status == 200, doc
+    state["ended"] = now()
 
 
 def test_rollout_halts_at_a_failing_canary():
@@ -81,9 +105,16 @@ def test_rotating_a_credential_loses_no_sample():
     metric = f"ovr_test_rotation_{RUN}"
     sh(EDGE_B, f"(setsid sh -c 'i=0; while [ ! -e /tmp/stop-{RUN} ]; do i=$((i+1)); "
                f"curl -s -o /dev/null --data-binary \"{metric} $i\" http://127.0.0.1:8429/api/v1/import/prometheus; "
-               f"sleep 1; done' > /dev/null 2>&1 &); sleep 1")
+               f"sleep 1; done' > /dev/null 2>&1 &)")
     fed_from = now()
-    time.sleep(3 * INTERVAL)
+
+    def at_cloud(after: float, count: int = 1) -> list[int]:
+        """The feeder's samples at the cloud with timestamps after `after`, once there are `count`."""
+        got = [t for ts in export(CLOUD, f'{{__name__="{metric}", node_id="{EDGE_B}"}}', fed_from, now() + 60).values()
+               for t in ts if t / 1000 > after]
+        return got if len(got) >= count else []
+    # The feed reaches the cloud, over whole intervals, before the rotation starts.
+    wait_for(lambda: at_cloud(fed_from + INTERVAL, 2), timeout=120, interval=2, what="the feeder's samples at the cloud")
     old = (secret(EDGE_B, "remote_write"), secret(EDGE_B, "mqtt"))
     try:
         result = playbook("site.yml", "--limit", f"{CLOUD},{EDGE_B}",
@@ -98,11 +129,15 @@ def test_rotating_a_credential_loses_no_sample():
                               f"-u {EDGE_B}:{password} --data-binary 'ovr_rotation value=1' https://{CLOUD}/write").stdout
         assert code(old[0]) == "401"
         assert code(new[0]) == "204"
-        wait_for(lambda: bridge_up(EDGE_B), timeout=90, interval=5, what="fleet-edge-b's bridge with the new password")
-        time.sleep(3 * INTERVAL)
+        wait_for(lambda: bridge_up(EDGE_B), timeout=90, interval=2, what="fleet-edge-b's bridge with the new password")
+        rotated = now()
+        # The checked span reaches an interval past the rotation; the cloud holds the sample of
+        # the interval after that, so every sample of the span has arrived.
+        wait_for(lambda: at_cloud(rotated + 2 * INTERVAL), timeout=120, interval=2,
+                 what="the feeder's samples at the cloud after the rotation")
     finally:
         sh(EDGE_B, f"touch /tmp/stop-{RUN}", check=False)
-    start, end = fed_from + INTERVAL, now() - 2 * INTERVAL
+    start, end = fed_from + INTERVAL, rotated + INTERVAL
     edge = list(export(EDGE_B, metric, start, end).values())
     assert len(edge) == 1 and max_gap(edge[0]) <= 3, "the feeder on fleet-edge-b did not run steadily"
     # vmagent kept writing through the switch: one sample per interval, none missing.
@@ -112,6 +147,13 @@ def test_rotating_a_credential_loses_no_sample():
     assert max_gap(cloud[0]) <= 1.5 * INTERVAL + 1, f"gap of {max_gap(cloud[0])} s at the cloud around the rotation"
 
 
+def test_the_cut_off_edge_cannot_know_of_the_end():
+    # Minutes after the end at the cloud (the rollout and the rotation ran since), the event is
+    # still active on fleet-edge-a: nothing reaches it without the WAN.
+    assert now() - float(state["ended"]) > 60
+    assert edge_event_state(EDGE_A, state["event"]) == "active"
+
+
 def test_restore_after_ten_minutes():
     wait = float(state["cut"]) + OUTAGE - now()
     if wait > 0:
@@ -119,7 +161,7 @@ def test_restore_after_ten_minutes():
     subprocess.run(["podman", "network", "connect", WAN, EDGE_A], check=True, capture_output=True)
     state["restored"] = now()
     wait_for(lambda: cloud_reachable(EDGE_A), timeout=60, what="fleet-edge-a reaching the cloud again")
-    wait_for(lambda: bridge_up(EDGE_A), timeout=120, interval=5, what="fleet-edge-a's bridge back")
+    wait_for(lambda: bridge_up(EDGE_A), timeout=120, interval=2, what="fleet-edge-a's bridge back")
 
     # The cloud queue on fleet-edge-a drains.
     def drained():
@@ -127,7 +169,7 @@ def test_restore_after_ten_minutes():
         pending = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
                    if line.startswith("vm_persistentqueue_bytes_pending")]
         return pending and sum(pending) == 0
-    wait_for(drained, timeout=300, interval=5, what="fleet-edge-a's disk queue to the cloud to drain")
+    wait_for(drained, timeout=300, interval=2, what="fleet-edge-a's disk queue to the cloud to drain")
 
 
 def test_cloud_has_every_sample_of_the_outage():
@@ -147,9 +189,13 @@ def test_cloud_has_every_sample_of_the_outage():
 
 
 def test_queued_command_arrives_after_reconnect():
-    got = wait_for(lambda: sh(EDGE_A, f"cat /tmp/outage-{RUN}").stdout.strip(), timeout=60,
+    got = wait_for(lambda: sub_messages(EDGE_A, f"/tmp/outage-{RUN}"), timeout=60,
                    what="the command queued while fleet-edge-a was offline")
-    assert got == f"ovr/{EDGE_A}/cmd/fleet-outage {RUN}"
+    assert got == [f"ovr/{EDGE_A}/cmd/fleet-outage {RUN}"]
+
+
+def test_an_edge_cut_off_during_the_end_ends_it_when_back():
+    wait_for(lambda: edge_event_state(EDGE_A, state["event"]) == "ended", 180, 2, "the end on fleet-edge-a after reconnecting")
 
 
 @pytest.mark.parametrize("node", [EDGE_A, EDGE_B])
