@@ -129,6 +129,30 @@ def test_write_the_simulator_refuses_times_out(world):
     assert w["state"] == "timeout" and "no echo" in w["error"]
 
 
+def test_a_write_left_queued_while_the_worker_was_down_is_not_sent_late(world):
+    """A write still queued long after it was asked for (the worker was down) must not reach the
+    GX: a limit an operator asked for an hour ago may be wrong now. It ends as a timeout that says
+    so, and the GX keeps its value."""
+    from ovr_events import writes
+
+    wait_for(lambda: live(world["client"]), 15)
+    before = live(world["client"])["controls"]["ac_input_current_limit"]["value"]
+    target = 31.0 if before != 31.0 else 32.0
+    wid = str(uuid.uuid4())
+    asked = int(time.time() * 1000) - 3600_000
+    with world["worker"].store.tx() as c:
+        writes.queue(c, wid, "pro-1", "ac_input_current_limit", target, before, OPERATOR[0], asked)
+
+    def done():
+        w = world["client"].get(f"/api/gx/writes/{wid}").get_json()["write"]
+        return w if w["state"] not in ("queued", "pending") else None
+
+    w = wait_for(done, 25, what="the stale write to finish")
+    assert w["state"] == "timeout" and "not sent" in w["error"], w
+    time.sleep(1.5)  # a write that had been sent would have its echo by now (confirmations take < 2 s)
+    assert live(world["client"])["controls"]["ac_input_current_limit"]["value"] == before
+
+
 def test_status_is_retained_with_last_will_fields(world):
     docs = wait_for(lambda: world["cloud"].on(f"ovr/{NODE}/status"), 10)
     assert docs[-1]["state"] == "online" and docs[-1]["deployment_id"] == "dep-t"

@@ -51,8 +51,26 @@ class ControlRunner:
         log.info("gx write %s %s=%s on %s: %s", wid, w["setting"], w["value"], w["system_id"], state)
 
     def process(self) -> None:
+        # A write still queued after the confirmation window was asked for while no worker ran
+        # (a restart, a crash): the operator stopped waiting long ago and the value may be wrong
+        # now, so it is never sent late.
+        stale_before = now_ms() - int(self.confirm_timeout * 1000)
         for r in writes.queued(self.store.conn()):
-            self._send(r)
+            if r["requested_at"] < stale_before:
+                self._drop_stale(r)
+            else:
+                self._send(r)
+
+    def _drop_stale(self, r: Any) -> None:
+        age = (now_ms() - r["requested_at"]) / 1000
+        error = (f"not sent: it waited {age:.0f} s for the worker (over the {self.confirm_timeout:g} s window); "
+                 "ask again if it is still wanted")
+        with self.store.tx() as c:
+            writes.mark_timeout(c, r["id"], error, now_ms())
+        self.store.audit(r["actor"], "gx_write", system_id=r["system_id"],
+                         detail={"write_id": r["id"], "setting": r["setting"], "value": r["value"]},
+                         result="timeout", error=error)
+        log.warning("gx write %s %s=%s on %s dropped: %s", r["id"], r["setting"], r["value"], r["system_id"], error)
 
     def _send(self, r: Any) -> None:
         setting = SETTINGS[r["setting"]]
