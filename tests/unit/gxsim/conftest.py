@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from gxsim_testlib import (  # noqa: E402
     FakeClock,
     SimProcess,
 )
+from peers import stop_process  # noqa: E402
 
 
 @pytest.fixture
@@ -63,12 +63,7 @@ def gxsim(broker: Broker) -> Iterator[Callable[..., SimProcess]]:
 
     yield start
     for sim in started:
-        if sim.proc.poll() is None:
-            sim.proc.send_signal(signal.SIGTERM)
-            try:
-                sim.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                sim.proc.kill()
+        stop_process(sim.proc, timeout=5)
 @pytest.fixture
 def mqtt_client(broker: Broker) -> Iterator[Callable[..., Collector]]:
     made: list[Collector] = []
