@@ -78,8 +78,10 @@ unit: venv ## unit tests (tests/unit) and a smoke run of the benchmark tool (tes
 molecule: ## every Molecule scenario
 	@for s in $(SCENARIOS); do $(MAKE) --no-print-directory molecule-$$s; done
 
+# One run of a scenario at a time on this machine: its containers have fixed names, so a second
+# checkout's run of the same scenario waits here instead of destroying the first one's hosts.
 molecule-%: venv image telegraf ## one scenario, e.g. make molecule-common
-	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && molecule test -s $*
+	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && flock /tmp/ovr-molecule-$*.lock molecule test -s $*
 
 # ---- benchmarks (figures, not pass/fail) ------------------------------------------------
 .PHONY: bench-edge
