@@ -44,6 +44,6 @@ def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path)
+    b = Broker(tmp_path).start()
     yield b
     b.stop()

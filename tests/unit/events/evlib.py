@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from peers import Proc, free_port, locate_mosquitto, wait_port
+from peers import Broker, Proc, free_port, wait_for, wait_port  # noqa: F401 (Broker, wait_for: re-exported)
 
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS_DIR = ROOT / "files" / "services" / "events"
@@ -22,16 +20,6 @@ EVENTS_PATH = [EVENTS_DIR, ROOT / "files" / "services" / "common", ROOT / "files
 GXSIM_DIR = ROOT / "files" / "services" / "gxsim"
 VICTORIA_METRICS = "/usr/bin/victoria-metrics"
 PORTAL = "c0ffee0000e1"
-
-
-class Broker(Proc):
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        conf = workdir / f"mosquitto-{self.port}.conf"
-        conf.write_text(f"user {getpass.getuser()}\npersistence false\nlog_dest stderr\n"
-                        f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
-        super().__init__([locate_mosquitto(), "-c", str(conf)], workdir / f"mosquitto-{self.port}.log")
-        wait_port(self.port)
 
 
 class VictoriaMetrics(Proc):
@@ -66,17 +54,6 @@ class GxSim(Proc):
                    "GXSIM_BROKER_PORT": str(broker_port), "GXSIM_PORTAL_ID": portal,
                    **{f"GXSIM_{k.upper()}": v for k, v in env.items()}}
         super().__init__([sys.executable, "-m", "ovr_gxsim"], workdir / f"gxsim-{portal}.log", environ)
-
-
-def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 class Collector:

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "files/services/com
 from fleet_testlib import OPERATORS, basic, make_settings, write_operators  # noqa: F401
 from ovr_fleet.config import Settings
 from ovr_fleet.store import open_db
-from peers import free_port
+from peers import Broker, free_port
 
 
 @pytest.fixture
@@ -36,24 +36,11 @@ def conn(settings: Settings):
 
 
 @pytest.fixture
-def broker(mosquitto_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real mosquitto on a free port, anonymous (the worker's password is ignored)."""
-    port = free_port()
-    d = tmp_path_factory.mktemp("mosquitto")
-    (d / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n")
-    proc = subprocess.Popen([mosquitto_bin, "-c", str(d / "m.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    import socket
-
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield port
-    proc.terminate()
-    proc.wait(5)
+    b = Broker(tmp_path_factory.mktemp("mosquitto"), options=("max_queued_messages 100000",)).start()
+    yield b.port
+    b.stop()
 
 
 @pytest.fixture(scope="session")

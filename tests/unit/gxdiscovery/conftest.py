@@ -29,7 +29,7 @@ def gx_factory(tmp_path: Path, mosquitto_bin: str) -> Iterator[Callable[..., tup
 
     def make(portal: str, users: dict[str, str] | None = None, auth: tuple[str, str] | None = None,
              tls: tuple[Path, Path] | None = None, **sim_kwargs: object) -> tuple[Broker, Sim]:
-        broker = Broker(tmp_path / f"broker-{portal}", mosquitto_bin, users, tls).start()
+        broker = Broker(tmp_path / f"broker-{portal}", users=users, tls=tls).start()
         started.append(broker)
         sim = Sim(broker, portal, tmp_path, auth=auth, **sim_kwargs).start()  # type: ignore[arg-type]
         started.append(sim)

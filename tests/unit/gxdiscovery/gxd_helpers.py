@@ -7,19 +7,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from peers import free_port, locate_mosquitto, locate_telegraf  # noqa: F401 (re-exported)
+from peers import Broker, free_port, locate_mosquitto, locate_telegraf, port_open, wait_for  # noqa: F401 (re-exported)
 
 REPO = Path(__file__).resolve().parents[3]
 PKG_DIR = REPO / "files/services/gxdiscovery"
@@ -28,62 +26,6 @@ SIM_DIR = REPO / "files/services/gxsim"
 SIM_PROFILE = SIM_DIR / "profiles/default.json"
 STAR = REPO / "files/services/telegraf/victron_mqtt.star"
 SUPPRESS = b'{"keepalive-options":["suppress-republish"]}'
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(step)
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-class Broker:
-    """A mosquitto on 127.0.0.1:<port>: the GX's own broker (FlashMQ on a real GX)."""
-
-    def __init__(self, tmp: Path, mosquitto: str, users: dict[str, str] | None = None,
-                 tls: tuple[Path, Path] | None = None) -> None:
-        self.tmp = tmp
-        self.mosquitto = mosquitto
-        self.port = free_port()
-        self.tls_port = free_port() if tls else None  # a second listener with TLS (cert, key)
-        self.users = users
-        self.proc: subprocess.Popen[bytes] | None = None
-        tmp.mkdir(parents=True, exist_ok=True)
-        conf = ["persistence false", "log_type error", f"listener {self.port} 127.0.0.1"]
-        if tls:
-            conf += [f"listener {self.tls_port} 127.0.0.1", f"certfile {tls[0]}", f"keyfile {tls[1]}"]
-        if os.geteuid() == 0:
-            conf.append("user root")  # else it drops to "mosquitto", who cannot read pytest's tmp dirs
-        if users:
-            pwfile = tmp / "passwd"
-            pwfile.touch(mode=0o600)
-            for user, password in users.items():
-                subprocess.run(["mosquitto_passwd", "-b", str(pwfile), user, password], check=True, capture_output=True)
-            conf += ["allow_anonymous false", f"password_file {pwfile}"]
-        else:
-            conf += ["allow_anonymous true"]
-        (tmp / "mosquitto.conf").write_text("\n".join(conf) + "\n")
-
-    def start(self) -> Broker:
-        self.proc = subprocess.Popen([self.mosquitto, "-c", str(self.tmp / "mosquitto.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.tmp / "mosquitto.log", "ab"))  # noqa: SIM115
-        wait_for(lambda: port_open(self.port) and (self.tls_port is None or port_open(self.tls_port)), 5,
-                 f"mosquitto on port {self.port}")
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
-        self.proc = None
-        wait_for(lambda: not port_open(self.port), 5, "mosquitto to close its port")
 
 
 def make_cert(tmp: Path) -> tuple[Path, Path, Path]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import shutil
 import subprocess
 import threading
 import time
@@ -11,47 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-from peers import FakeClock, free_port, wait_port  # noqa: F401 - re-exported to the tests
+from peers import Broker, FakeClock, free_port, wait_port  # noqa: F401 - re-exported to the tests
 
 ROOT = Path(__file__).resolve().parents[3]
 GXSIM_DIR = ROOT / "files" / "services" / "gxsim"
 PORTAL = "c0ffee000001"
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-class Broker:
-    """A real /usr/sbin/mosquitto on a free loopback port, no persistence."""
-
-    def __init__(self, workdir: Path, port: int | None = None, extra: str = "") -> None:
-        if not Path(MOSQUITTO).exists():
-            pytest.fail("mosquitto not found: apt-get install mosquitto mosquitto-clients")
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.extra = extra
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Broker:
-        conf = self.workdir / f"mosquitto-{self.port}.conf"
-        conf.write_text(
-            f"user {getpass.getuser()}\n"
-            "persistence false\n"
-            "log_dest stderr\n"
-            f"listener {self.port} 127.0.0.1\n"
-            f"{self.extra or 'allow_anonymous true'}\n"
-        )
-        self.log = open(self.workdir / f"mosquitto-{self.port}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=self.log, stderr=self.log)
-        wait_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=5)
-        self.log.close()
-
-
 
 
 @dataclass

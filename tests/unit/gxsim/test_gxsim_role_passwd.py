@@ -61,7 +61,7 @@ def test_mosquitto_accepts_the_hash_and_refuses_others(tmp_path: Path) -> None:
         f"other:{ovr_mosquitto_hash('pw:with:colons', 'gx:other')}\n"
     )
     passwd.chmod(0o600)
-    broker = Broker(tmp_path, extra=f"allow_anonymous false\npassword_file {passwd}").start()
+    broker = Broker(tmp_path, password_file=passwd).start()
     try:
         assert connect(broker.port, "edge", "s3cret") == "Success"
         assert connect(broker.port, "other", "pw:with:colons") == "Success"
