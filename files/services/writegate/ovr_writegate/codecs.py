@@ -31,7 +31,16 @@ try:  # Debian: python3-snappy, python3-zstandard
         return _snappy.compress(data)
 
     def _zstd_decompress(data: bytes, limit: int) -> bytes:
-        return _zstd.ZstdDecompressor().stream_reader(io.BytesIO(data)).read(limit + 1)
+        # A stream, never the frame's own size claim: at most limit + 1 bytes are ever produced.
+        reader = _zstd.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = reader.read(min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
 
     def zstd_compress(data: bytes) -> bytes:
         return _zstd.ZstdCompressor().compress(data)
