@@ -59,47 +59,69 @@ def _fields(buf: bytes, pos: int, end: int) -> Iterator[tuple[int, int, int]]:
         raise Malformed("the protobuf body is truncated")
 
 
-@dataclass
 class RemoteSeries:
-    raw: bytes          # the whole TimeSeries field, tag and length included (re-encoding = join)
-    key: bytes          # the raw bytes of its labels
-    buf: bytes
-    label_spans: list[tuple[int, int]]
+    """One TimeSeries of a WriteRequest: its raw field (re-encoding = join) and its labels' bytes."""
+
+    __slots__ = ("buf", "key", "labels_end", "labels_start", "raw")
+
+    def __init__(self, buf: bytes, raw: bytes, labels_start: int, labels_end: int) -> None:
+        self.buf, self.raw, self.labels_start, self.labels_end = buf, raw, labels_start, labels_end
+        self.key = buf[labels_start:labels_end]
 
     def labels(self) -> list[tuple[str, str]]:
         out = []
-        for start, end in self.label_spans:
+        for number, start, end in _fields(self.buf, self.labels_start, self.labels_end):
+            if number != 1:
+                continue
             name = value = ""
-            for number, a, b in _fields(self.buf, start, end):
+            for inner, a, b in _fields(self.buf, start, end):
                 try:
                     text = self.buf[a:b].decode("utf-8")
                 except UnicodeDecodeError:
                     raise Malformed("a label is not UTF-8") from None
-                if number == 1:
+                if inner == 1:
                     name = text
-                elif number == 2:
+                elif inner == 2:
                     value = text
             out.append((name, value))
         return out
 
 
+_TIMESERIES = 0x0A  # field 1, length-delimited: WriteRequest.timeseries, TimeSeries.labels
+_LABEL = 0x0A
+
+
 def remote_write_series(body: bytes) -> list[RemoteSeries]:
+    """Every TimeSeries of a WriteRequest. The hot path of the gate: labels are only delimited
+    here (they come first in a TimeSeries, as every encoder writes them), decoded on demand."""
     series = []
     pos, end = 0, len(body)
     while pos < end:
         field_start = pos
         key, pos = _varint(body, pos, end)
-        number, wire = key >> 3, key & 7
-        if wire != 2:
+        if key & 7 != 2:
             raise Malformed("the body is not a remote-write request (WriteRequest)")
-        size, pos = _varint(body, pos, end)
-        if pos + size > end:
+        size = body[pos] if pos < end else 0x80
+        if size < 0x80:
+            pos += 1
+        else:
+            size, pos = _varint(body, pos, end)
+        ts_end = pos + size
+        if ts_end > end:
             raise Malformed("the protobuf body is truncated")
-        if number == 1:
-            spans = [(a, b) for n, a, b in _fields(body, pos, pos + size) if n == 1]
-            series.append(RemoteSeries(raw=body[field_start:pos + size],
-                                       key=b"".join(body[a:b] for a, b in spans), buf=body, label_spans=spans))
-        pos += size  # metadata (field 3) carries no series: it is not forwarded when re-encoding
+        if key == _TIMESERIES:
+            p = pos
+            while p < ts_end and body[p] == _LABEL:
+                n = body[p + 1] if p + 1 < ts_end else 0x80
+                if n < 0x80:
+                    p += 2 + n
+                else:
+                    n, p = _varint(body, p + 1, ts_end)
+                    p += n
+            if p > ts_end:
+                raise Malformed("the protobuf body is truncated")
+            series.append(RemoteSeries(body, body[field_start:ts_end], pos, p))
+        pos = ts_end  # metadata (field 3) carries no series: it is not forwarded when re-encoding
     return series
 
 
