@@ -17,6 +17,8 @@ role's cost) for N bench nodes, TLS with an ECDSA P-256 certificate from a CA ma
 (what roles/cloud/tasks/tls.yml makes with community.crypto). Bench-only changes to the rendered
 Caddyfile: admin, HTTP and HTTPS ports (free ports instead of 2019/80/443). VictoriaMetrics gets one
 query-only flag (-search.maxUniqueTimeseries) so the bench can count every node's samples.
+Between Caddy's write routes and VictoriaMetrics the write gate (files/services/writegate, one
+gunicorn worker, ADR 0014) with the limits the role renders, so the Caddy path pays for it.
 
 The vmagent of the edge leg needs stream aggregation, which this host's Debian 12 vmagent (1.79) lacks:
 $VMAGENT_BIN points at another (Debian 13's, as in production); without one that leg is skipped and
@@ -284,8 +286,12 @@ def node_password(name: str) -> str:
     return hashlib.sha256(f"ovr-bench-cloud:{name}".encode()).hexdigest()[:32]
 
 
-def cloud_overrides(work: Path, vm_port: int, https_port: int, nodes: list[str]) -> dict[str, Any]:
+def cloud_overrides(work: Path, vm_port: int, https_port: int, nodes: list[str], gate_port: int) -> dict[str, Any]:
     return {
+        # the write gate (ovr-writegate, ADR 0014) between Caddy and VictoriaMetrics, as on a cloud;
+        # the names the edges send: the edge role's own list, as the cloud role's preflight finds it
+        "_cloud_writegate_listen": f"127.0.0.1:{gate_port}",
+        "__cloud_write_metric_names": lib.role_vars("edge")["edge_vmagent_cloud_metrics"],
         "cloud_nodes": nodes,
         "__cloud_secrets": {n: {"remote_write": node_password(n)} for n in nodes},
         "cloud_domain": "127.0.0.1",
@@ -431,6 +437,16 @@ def start_vm(work: Path, procs: lib.Processes, rendered: str) -> str:
     url = f"http://127.0.0.1:{port}"
     lib.wait_health(url + "/health", 30, "cloud VictoriaMetrics", lambda: procs.check("cloud-vm"), lib.vm_healthy)
     return url
+
+
+def start_gate(work: Path, procs: lib.Processes, limits: str, port: int) -> None:
+    """ovr-writegate from files/services/writegate, as its unit runs it (one worker, threads)."""
+    conf = work / "writegate.json"
+    conf.write_text(limits)
+    env = dict(os.environ, PYTHONPATH=str(lib.REPO / "files/services/writegate"), PYTHONDONTWRITEBYTECODE="1")
+    procs.start("writegate", [lib.tool("gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "16",
+                              "--worker-class", "gthread", f'ovr_writegate.web:create_app("{conf}")'], env=env)
+    lib.wait_health(f"http://127.0.0.1:{port}/health", 30, "the write gate", lambda: procs.check("writegate"))
 
 
 def start_caddy(cloud: Cloud, text: str) -> None:
@@ -850,7 +866,7 @@ def identity_check(gen: Gen) -> dict[str, Any]:
     """n00001 writes a series labelled node_id=n00002 through Caddy; it must land as n00001."""
     cloud = gen.cloud
     ts = int(time.time() * 1000)
-    labels = [("__name__", "bench_identity_probe"), ("node_id", node_name(2)), ("deployment_id", "bench-identity")]
+    labels = [("__name__", "ovr_bench_identity_probe"), ("node_id", node_name(2)), ("deployment_id", "bench-identity")]
     import cramjam
 
     body = bytes(cramjam.snappy.compress_raw(write_request([(labels, 1.0)], ts_varint(ts))))
@@ -864,7 +880,7 @@ def identity_check(gen: Gen) -> dict[str, Any]:
         "own_credentials": probe(cloud, own, body),
     }
     deadline = time.monotonic() + 20
-    q = 'count_over_time(bench_identity_probe{deployment_id="bench-identity"}[5m])'
+    q = 'count_over_time(ovr_bench_identity_probe{deployment_id="bench-identity"}[5m])'
     while not (found := lib.vm_query(cloud.vm_url, q, time.time())) and time.monotonic() < deadline:
         time.sleep(0.5)
     out["stored_as"] = sorted(r["metric"].get("node_id", "") for r in found)
@@ -1072,7 +1088,8 @@ def run(args: argparse.Namespace, work: Path, procs: lib.Processes, result: dict
     make_tls(work / "tls")
     etc = work / "etc"
     etc.mkdir()
-    templates = ["Caddyfile", "victoria-metrics-override.conf"]
+    templates = ["Caddyfile", "victoria-metrics-override.conf", "writegate.json"]
+    gate_port = lib.free_port()
     # --quick stays within the smoke test's 45 s: no edge leg unless --edge-seconds asks for it
     skip = "--skip-edge" if args.skip_edge else "--quick without --edge-seconds" if quick and not args.edge_seconds else ""
     vmagent, vmagent_desc = (None, skip) if skip else stream_aggr_vmagent()
@@ -1083,16 +1100,18 @@ def run(args: argparse.Namespace, work: Path, procs: lib.Processes, result: dict
     two_stage = vmagent is not None and not quick and not args.edge_only
     t0 = time.monotonic()
     first = lib.render_role("cloud", templates,
-                            cloud_overrides(work, vm_port, https_port, ["bench-edge"] if two_stage else all_nodes),
+                            cloud_overrides(work, vm_port, https_port, ["bench-edge"] if two_stage else all_nodes,
+                                            gate_port),
                             etc / "rendered-first")
     big: dict[str, Any] = {"seconds": round(time.monotonic() - t0, 1), "r": first}
     cloud.vm_url = start_vm(work, procs, first["victoria-metrics-override.conf"])
+    start_gate(work, procs, first["writegate.json"], gate_port)
     start_caddy(cloud, first["Caddyfile"])
 
     def render_big() -> None:
         try:
             t0 = time.monotonic()
-            big["r"] = lib.render_role("cloud", ["Caddyfile"], cloud_overrides(work, vm_port, https_port, all_nodes),
+            big["r"] = lib.render_role("cloud", ["Caddyfile"], cloud_overrides(work, vm_port, https_port, all_nodes, gate_port),
                                        etc / "rendered-big")
             big["seconds"] = round(time.monotonic() - t0, 1)
         except Exception as exc:
