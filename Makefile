@@ -14,6 +14,9 @@ STAMP     := $(VENV)/.requirements.sha
 REQ_SHA   := $(shell sha256sum requirements.txt | cut -c1-16)
 SCENARIOS ?= $(sort $(filter-out shared,$(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))))
 STAGE     := scripts/stage.sh
+WEB       := files/web
+WEB_STAMP := $(WEB)/node_modules/.ovr-lock.sha
+WEB_SHA   := $(shell sha256sum $(WEB)/package-lock.json | cut -c1-16)
 # make test runs these tracks at the same time (stages joined by + run in order within a track).
 # The fleet scenario spends most of its time waiting out a 10-minute WAN cut, so it gets a track
 # of its own; on 2 cores three tracks keep both busy (the stage table in the CI log shows it).
@@ -51,8 +54,25 @@ image: host ## the Debian 13 systemd test image (rebuilt only when its recipe ch
 telegraf: ## slim Telegraf from the Go module proxy, cached by version+tags
 	@scripts/build-telegraf.sh
 
+# npm ci from the committed lockfile, skipped while node_modules matches the lockfile's hash.
+# A test tool never downloads a browser: Playwright drives Debian's chromium (setup-host.sh).
+$(WEB_STAMP): $(WEB)/package-lock.json
+	@cd $(WEB) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error && echo $(WEB_SHA) > $(CURDIR)/$(WEB_STAMP)
+
+.PHONY: web-deps
+web-deps: ## npm modules of the web apps (npm ci, cached by the lockfile's hash)
+	@[ "$$(cat $(WEB_STAMP) 2>/dev/null)" = "$(WEB_SHA)" ] || { rm -f $(WEB_STAMP); $(MAKE) --no-print-directory $(WEB_STAMP); }
+
+.PHONY: web
+web: web-deps ## build the web apps on the controller (vite build into build/web; the hosts never need Node)
+	@cd $(WEB) && npm run --silent build --workspace edge
+
+.PHONY: web-test
+web-test: web-deps ## unit tests of the web apps' data layers (vitest)
+	@cd $(WEB) && npx vitest run
+
 .PHONY: deps
-deps: venv host image telegraf
+deps: venv host image telegraf web-deps
 
 # ---- tests -----------------------------------------------------------------------------
 .PHONY: test
@@ -71,7 +91,7 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff, argument-spec p
 	$(BIN)/python scripts/check-argument-specs.py
 
 .PHONY: unit
-unit: venv ## unit tests (tests/unit) and a smoke run of the benchmark tool (tests/bench)
+unit: venv web-test ## unit tests (tests/unit, the web apps' vitest) and a smoke run of the benchmark tool (tests/bench)
 	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && pytest -q --durations=15 tests/unit tests/bench
 
 .PHONY: molecule
@@ -80,7 +100,7 @@ molecule: ## every Molecule scenario
 
 # One run of a scenario at a time on this machine: its containers have fixed names, so a second
 # checkout's run of the same scenario waits here instead of destroying the first one's hosts.
-molecule-%: venv image telegraf ## one scenario, e.g. make molecule-common
+molecule-%: venv image telegraf web ## one scenario, e.g. make molecule-common
 	@export TELEGRAF_BIN=$$(scripts/build-telegraf.sh) && flock /tmp/ovr-molecule-$*.lock molecule test -s $*
 
 # ---- benchmarks (figures, not pass/fail) ------------------------------------------------
@@ -102,7 +122,7 @@ bench-converge: deps ## no-op converge of a demo edge and the cloud: wall time v
 
 # ---- demo ------------------------------------------------------------------------------
 .PHONY: demo
-demo: deps ## start the demo fleet in local containers and print where to look
+demo: deps web ## start the demo fleet in local containers and print where to look
 	@scripts/demo.sh up
 
 .PHONY: demo-down

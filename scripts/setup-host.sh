@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Prepare this machine to run the test hosts: Debian packages and the podman configuration
-# these Firecracker VMs need (see docs/adr/0002-test-hosts-podman-systemd.md). Idempotent.
+# these Firecracker VMs need (chromium: the browser the web tests drive) (see docs/adr/0002-test-hosts-podman-systemd.md). Idempotent.
 set -euo pipefail
 
-PACKAGES=(podman runc netavark aardvark-dns containernetworking-plugins debootstrap mosquitto mosquitto-clients victoria-metrics caddy uidmap slirp4netns nftables iproute2)
+PACKAGES=(podman runc netavark aardvark-dns containernetworking-plugins debootstrap mosquitto mosquitto-clients victoria-metrics caddy uidmap slirp4netns nftables iproute2 chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1].parent
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 COMPONENTS = ["mosquitto", "victoriametrics", "vmagent", "telegraf", "gx", "events", "config", "health", "caddy",
               "fleet", "tls", "credentials", "firewall", "journald", "layout", "packages", "ssh", "timesync",
-              "upgrades", "gxsim_simulator", "writegate"]
+              "upgrades", "gxsim_simulator", "writegate", "web"]
 
 
 def listed(tags: str) -> set[str]:

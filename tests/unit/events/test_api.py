@@ -314,3 +314,14 @@ def test_photo_upload_type_size_caption_delete(client, settings: Settings):
     assert client.delete(f"/api/photos/{p['id']}", headers=OP).status_code == 200
     assert not (settings.photos_dir / p["filename"]).exists()
     assert client.get(f"/api/photos/{p['id']}/file").status_code == 404
+
+
+def test_session_cookie_is_secure_and_same_site(client):
+    """The dashboard's cookie travels over HTTPS only (Caddy on the LAN) and never cross-site."""
+    r = client.post("/api/auth/login", json={"username": OPERATOR[0], "password": OPERATOR[1]})
+    assert r.status_code == 200
+    cookie = next(v for v in r.headers.getlist("Set-Cookie") if v.startswith("ovr_events_session="))
+    attrs = {a.strip().split("=")[0].lower(): a.strip() for a in cookie.split(";")[1:]}
+    assert "secure" in attrs, cookie
+    assert "httponly" in attrs, cookie
+    assert attrs.get("samesite", "").lower() == "samesite=strict", cookie

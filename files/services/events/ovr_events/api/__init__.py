@@ -42,6 +42,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         SECRET_KEY=session_key(settings.data_dir),
         SESSION_COOKIE_NAME="ovr_events_session",
         SESSION_COOKIE_HTTPONLY=True,
+        # The dashboard is served over HTTPS only (Caddy on the LAN, docs/adr/0015); scripts on the
+        # node itself talk plain HTTP to loopback with HTTP Basic and need no cookie.
+        SESSION_COOKIE_SECURE=True,
         SESSION_COOKIE_SAMESITE="Strict",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         MAX_CONTENT_LENGTH=settings.photo_max_bytes + 256 * 1024,
