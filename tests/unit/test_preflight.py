@@ -100,9 +100,20 @@ SYSTEMD_DEBIAN = {"service_mgr": "systemd", "os_family": "Debian"}
         ("cloud", {"cloud_nodes": ["boat-7"], "cloud_operators": [{"name": "ops", "password": GOOD_SECRET},
                                                                   {"name": "ops2", "password": SHORT_SECRET}]},
          "cloud_operators[1] ('ops2') in group_vars/cloud.yml needs a name"),
+        # One ACL line per topic entry: a newline would smuggle in another line (or another user).
+        ("edge", {"edge_mqtt_users": [{"name": "tool", "password": GOOD_SECRET + "-mqtt",
+                                       "topics": ["read ovr/#\nuser ovr-events"]}]},
+         "edge_mqtt_users[0] ('tool') in host_vars/localhost.yml"),
+        ("edge", {"edge_mqtt_users": [{"name": "ovr-events", "password": BAD_SECRET + "-mqtt", "topics": ["read ovr/#"]}]},
+         "edge_mqtt_users[0] ('ovr-events') in host_vars/localhost.yml"),
+        ("edge", {"edge_mqtt_users": [{"name": "tool", "password": SHORT_SECRET, "topics": ["read ovr/#"]}]},
+         "edge_mqtt_users[0] ('tool') in host_vars/localhost.yml"),
+        ("cloud", {"cloud_nodes": ["boat-7"], "cloud_mqtt_service_users": [{"name": "tool", "password": SHORT_SECRET}]},
+         "cloud_mqtt_service_users[0] ('tool') in group_vars/cloud.yml needs a name"),
     ],
     ids=["edge-gx-bad-name", "edge-gx-no-host", "edge-gx-no-name", "gxsim-user-no-name",
-         "cloud-operator-bad-name", "cloud-operator-short-password"],
+         "cloud-operator-bad-name", "cloud-operator-short-password", "edge-mqtt-user-two-acl-lines",
+         "edge-mqtt-user-is-events-worker", "edge-mqtt-user-short-password", "cloud-service-user-short-password"],
 )
 def test_failing_entry_check_prints_no_password(tmp_path, role, values, message):
     """A looped check that fails names the entry, the variable and the file, and prints no password
@@ -144,9 +155,15 @@ def test_cloud_preflight_passes_nodes_from_the_edge_group(tmp_path):
         ({"cloud_nodes": ["boat-7", "van_2", "boat-7"], "cloud_operators": [OPERATOR]}, None,
          "cloud_nodes has ids that are not lowercase letters, digits, '-' or '_' (at most 63, starting with a letter"
          " or digit) or appear twice: boat-7."),
+        ({"cloud_operators": [OPERATOR], "cloud_mqtt_service_users": [{"name": "ovr-fleet", "password": OPERATOR["password"]}]},
+         ["boat-7"], "ovr-fleet appears twice among the cloud's own broker users"),
+        ({"cloud_operators": [OPERATOR], "cloud_mqtt_service_users": [{"name": "boat-7", "password": OPERATOR["password"]}]},
+         ["boat-7"], "cloud_nodes has boat-7: the cloud's broker has its own MQTT user of that name"),
+        ({"cloud_operators": [OPERATOR], "cloud_mqtt_service_users": [{"name": "ops", "password": OPERATOR["password"]}]},
+         ["boat-7"], "cloud_operators[0] ('ops') in group_vars/cloud.yml has the name of the cloud's own MQTT user ops"),
     ],
     ids=["operator-is-edge-host", "operator-is-listed-node", "operator-is-fleet-user", "node-is-fleet-user",
-         "operator-twice", "node-twice"],
+         "operator-twice", "node-twice", "service-user-is-fleet-user", "node-is-service-user", "operator-is-service-user"],
 )
 def test_cloud_preflight_refuses_a_name_used_twice_on_the_broker(tmp_path, values, edge_hosts, message):
     result = run_preflight(tmp_path, "cloud", values, edge_hosts=edge_hosts)
@@ -154,3 +171,13 @@ def test_cloud_preflight_refuses_a_name_used_twice_on_the_broker(tmp_path, value
     assert message in " ".join(result.stdout.split()), result.stdout[-3000:]
     assert OPERATOR["password"] not in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_edge_preflight_takes_local_broker_users_and_refuses_a_name_twice(tmp_path):
+    tool = {"name": "tool", "password": GOOD_SECRET + "-mqtt", "topics": ["read ovr/#", "write ovr/boat-7/status"]}
+    result = run_preflight(tmp_path, "edge", {**EDGE, "edge_mqtt_users": [tool]})
+    assert result.returncode == 0, result.stdout[-3000:]
+    result = run_preflight(tmp_path, "edge", {**EDGE, "edge_mqtt_users": [tool, {**tool, "topics": ["read ovr/#"]}]})
+    assert result.returncode == 2, result.stdout[-3000:]
+    assert "edge_mqtt_users lists the same name twice: 'tool' (edge_mqtt_users[0] and [1])" in " ".join(result.stdout.split())
+    assert GOOD_SECRET not in result.stdout + result.stderr

@@ -28,6 +28,46 @@ OWN_UNITS = [
     ("gxsim", "ovr-gxsim.service", {}),
 ]
 
+# Debian's daemons run their packaged unit with our drop-in (<unit>.d/ovr.conf): the packaged
+# unit as trixie ships it (checked in the test image: mosquitto 2.0.21), and the drop-in template.
+DEBIAN_UNITS = {
+    "mosquitto.service": """\
+[Unit]
+Description=Mosquitto MQTT Broker
+Documentation=man:mosquitto.conf(5) man:mosquitto(8)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart=/usr/sbin/mosquitto -c /etc/mosquitto/mosquitto.conf
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=on-failure
+ExecStartPre=/bin/mkdir -m 740 -p /var/log/mosquitto
+ExecStartPre=/bin/chown mosquitto:mosquitto /var/log/mosquitto
+ExecStartPre=/bin/mkdir -m 740 -p /run/mosquitto
+ExecStartPre=/bin/chown mosquitto:mosquitto /run/mosquitto
+
+[Install]
+WantedBy=multi-user.target
+""",
+}
+DROP_INS = [
+    ("edge", "mosquitto.service", "mosquitto-override.conf"),
+    ("cloud", "mosquitto.service", "mosquitto-override.conf"),
+]
+
+
+def exposure(unit: str, root: Path | None = None, path: Path | None = None) -> tuple[float, str]:
+    """`systemd-analyze security` of a unit file (``path``) or of a unit under ``root`` (its drop-ins applied)."""
+    args = ["systemd-analyze", "security", "--offline=yes", "--no-pager"]
+    args += [f"--root={root}", unit] if root else [str(path)]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    score = re.search(r"Overall exposure level for \S+: ([\d.]+)", out.stdout)
+    assert score, out.stdout + out.stderr
+    return float(score.group(1)), out.stdout
+
 
 def test_strict_by_default() -> None:
     text = ovr_sandbox({})
@@ -71,8 +111,19 @@ def test_every_unit_takes_its_sandbox_from_the_filter(template: Path) -> None:
 def test_our_services_score_at_most_3(tmp_path: Path, role: str, unit: str, extra: dict) -> None:
     path = tmp_path / unit
     path.write_text(render_unit(role, unit, **extra))
-    out = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(path)],
-                         capture_output=True, text=True, timeout=60, check=False)
-    score = re.search(r"Overall exposure level for \S+: ([\d.]+)", out.stdout)
-    assert score, out.stdout + out.stderr
-    assert float(score.group(1)) <= 3.0, f"{unit}: exposure {score.group(1)} > 3.0\n{out.stdout}"
+    score, report = exposure(unit, path=path)
+    assert score <= 3.0, f"{unit}: exposure {score} > 3.0\n{report}"
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+@pytest.mark.parametrize("role, unit, dropin", DROP_INS, ids=[f"{r}/{u}" for r, u, _ in DROP_INS])
+def test_debian_daemons_with_our_drop_in_score_at_most_3(tmp_path: Path, role: str, unit: str, dropin: str) -> None:
+    packaged = tmp_path / "usr/lib/systemd/system" / unit
+    packaged.parent.mkdir(parents=True)
+    packaged.write_text(DEBIAN_UNITS[unit])
+    bare, _ = exposure(unit, root=tmp_path)
+    ours = tmp_path / "etc/systemd/system" / f"{unit}.d" / "ovr.conf"
+    ours.parent.mkdir(parents=True)
+    ours.write_text(render_unit(role, dropin))
+    score, report = exposure(unit, root=tmp_path)
+    assert score <= 3.0 < bare, f"{role}/{unit}: exposure {score} with our drop-in (packaged: {bare})\n{report}"

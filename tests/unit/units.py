@@ -14,11 +14,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _filters() -> dict:
-    spec = importlib.util.spec_from_file_location("ovr_sandbox", ROOT / "plugins/filter/ovr_sandbox.py")
+def _plugin_filters(name: str) -> dict:
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"plugins/filter/{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return {**mod.FilterModule().filters(),
+    return mod.FilterModule().filters()
+
+
+def _filters() -> dict:
+    return {**_plugin_filters("ovr_sandbox"), **_plugin_filters("ovr_mosquitto"),
             "dirname": lambda p: str(Path(p).parent), "basename": lambda p: Path(p).name,
             "comment": lambda text: "\n".join(f"# {line}" for line in str(text).splitlines())}
 

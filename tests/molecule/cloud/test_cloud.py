@@ -370,8 +370,11 @@ def mqtt(probe, tool: str, user: tuple[str, str] | None, args: str, version: str
 
 
 def fleet(cloud, tool: str, args: str):
-    """A client of the fleet service's loopback listener, on the cloud itself."""
-    return cloud.run(f"{tool} -h 127.0.0.1 -p 1883 -u ovr-fleet -P \"$(cat /etc/ovr/secrets/mqtt-fleet.password)\" {args}")
+    """A client of the fleet service's loopback listener, on the cloud itself, as the scenario's
+    molecule-fleet user (the fleet's rights; with ovr-fleet's own credential it would take the
+    fleet worker's client id and close the worker's session)."""
+    password = shlex.quote(secret("mqtt-molecule-fleet"))
+    return cloud.run(f"{tool} -h 127.0.0.1 -p 1883 -u molecule-fleet -P {password} {args}")
 
 
 def test_anonymous_mqtt_is_refused_on_every_listener(cloud, probe):
@@ -451,6 +454,24 @@ def test_a_node_cannot_take_over_another_nodes_session(cloud, probe):
     log = cloud.check_output(f"journalctl -u mosquitto --since '{since}' -o cat")
     ids = re.findall(r"New client connected from \S+ as (\S+) \(.*u'edge-a'\)", log)
     assert ids and set(ids) == {"edge-a"}, log
+
+
+def test_a_loopback_client_cannot_take_over_a_nodes_session(cloud, probe):
+    """Issue 10 item 4: on the loopback listener a client chose its id, so a holder of the fleet's
+    password could connect as a node and close that node's bridge session. The id is the user
+    name there too: the node's persistent session and its queue stay intact."""
+    a = node("edge-a", "mqtt")
+    session = "-c -i edge-a -q 1 -t 'ovr/edge-a/cmd/#' -v -W 5 -C 20"
+    mqtt(probe, "mosquitto_sub", a, session)  # the node's persistent session (drained), now offline
+    assert fleet(cloud, "mosquitto_pub", f"-q 1 -t ovr/edge-a/cmd/hold -m loopback-queued-{RUN}").rc == 0
+    since = cloud.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    out = fleet(cloud, "mosquitto_sub", "-c -i edge-a -q 1 -t 'ovr/edge-a/cmd/#' -v -W 2")
+    assert out.rc in (0, 27), out.stderr  # 27: -W timed out, as expected
+    log = cloud.check_output(f"journalctl -u mosquitto --since '{since}' -o cat")
+    assert "Client edge-a already connected" not in log and " as edge-a " not in log, log
+    assert re.search(r"New client connected from 127\.0\.0\.1:\d+ as molecule-fleet ", log), log
+    out = mqtt(probe, "mosquitto_sub", a, session)  # the node comes back: its queue is intact
+    assert f"ovr/edge-a/cmd/hold loopback-queued-{RUN}" in out.stdout, (out.stdout, out.stderr)
 
 
 # ---- browsers: MQTT over WebSocket through Caddy ----------------------------------------

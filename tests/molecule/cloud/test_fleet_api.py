@@ -168,11 +168,11 @@ def test_event_lifecycle_end_registry_and_report(cloud, probe):
     assert ev["id"] == EVENT and ev["state"] == "active" and ev["nodes"][0]["node_id"] == "edge-a"
 
     # Live listeners: another node (edge-b, over TLS with its own credentials) for the broadcast
-    # end, and the broker's loopback listener (fleet user) for edge-a's ack.
+    # end, and the broker's loopback listener (the scenario's fleet stand-in) for edge-a's ack.
     watch(probe, f"fleet-end-{RUN}", f"mosquitto_sub -h {CLOUD} -p 8883 --cafile {CA} -u edge-b "
                                      f"-P {shlex.quote(secret('edge-b', 'mqtt'))} -q 1 -v -W 60 -C 1 -t 'ovr/events/{EVENT}/end'")
-    watch(cloud, f"fleet-ack-{RUN}", "mosquitto_sub -h 127.0.0.1 -p 1883 -u ovr-fleet "
-                                     "-P \"$(cat /etc/ovr/secrets/mqtt-fleet.password)\" -q 1 -v -W 60 -C 1 -t ovr/edge-a/cmd/ack")
+    watch(cloud, f"fleet-ack-{RUN}", "mosquitto_sub -h 127.0.0.1 -p 1883 -u molecule-fleet "
+                                     f"-P {shlex.quote(secret('mqtt-molecule-fleet'))} -q 1 -v -W 60 -C 1 -t ovr/edge-a/cmd/ack")
     time.sleep(3)  # both subscribed
 
     node_pub(probe, "ovr/edge-a/reports", {"report_id": f"rep-{RUN}", "hash": f"sha256:{RUN}", "event": {"id": EVENT},

@@ -64,6 +64,7 @@ def test_units_enabled_and_active(edge, unit):
 
 
 @pytest.mark.parametrize(("unit", "user", "rw"), [
+    ("mosquitto.service", "mosquitto", ["/var/lib/mosquitto"]),
     ("victoria-metrics.service", "_victoria-metrics", ["/var/lib/victoria-metrics"]),
     ("vmagent.service", "vmagent", ["/var/lib/vmagent"]),
     ("telegraf.service", "telegraf", []),

@@ -37,6 +37,11 @@ def secret(name: str) -> str:
     return path.read_text().strip()
 
 
+def probe_auth() -> str:
+    """mosquitto_sub's login as the scenario's read-only user (the local broker takes no anonymous client)."""
+    return f"-u molecule-probe -P {shlex.quote(secret('mqtt-probe'))}"
+
+
 @pytest.fixture(scope="module")
 def operator() -> str:
     return f"molecule-op:{secret('events-operator')}"
@@ -189,6 +194,6 @@ def test_event_report_energy_matches_the_simulator(edge, operator):
 
 
 def test_status_retained_on_the_local_broker(edge):
-    out = edge.check_output(f"mosquitto_sub -h 127.0.0.1 -t ovr/{EDGE}/status -C 1 -W 5")
+    out = edge.check_output(f"mosquitto_sub -h 127.0.0.1 {probe_auth()} -t ovr/{EDGE}/status -C 1 -W 5")
     doc = json.loads(out)
     assert doc["state"] == "online" and doc["deployment_id"] == "molecule" and doc["schema"] == 1

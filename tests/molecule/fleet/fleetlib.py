@@ -45,6 +45,16 @@ def secret(*parts: str) -> str:
     return credentials_dir().joinpath(*parts).read_text().strip()
 
 
+def fleet_auth() -> str:
+    """Login of the scenario's molecule-fleet user (molecule.yml) on the cloud's loopback listener."""
+    return f"-u molecule-fleet -P {shlex.quote(secret('mqtt-molecule-fleet'))}"
+
+
+def edge_auth() -> str:
+    """Login of the scenario's molecule-probe user on an edge's internal broker (no anonymous client)."""
+    return f"-u molecule-probe -P {shlex.quote(secret('mqtt-edge-probe'))}"
+
+
 def vm(container: str, path: str, **params: str) -> dict:
     """GET a VictoriaMetrics API path on the host's own loopback VM."""
     sh(container, "curl -sf -X POST http://127.0.0.1:8428/internal/force_flush")
@@ -79,14 +89,15 @@ def export(container: str, match: str, start: float, end: float) -> dict[str, li
 
 
 def cloud_sub(topic: str, count: int = 1, wait: int = 10) -> list[str]:
-    """Messages on the cloud broker, read as the fleet service's local user (loopback)."""
-    out = sh(CLOUD, "mosquitto_sub -h 127.0.0.1 -p 1883 -u ovr-fleet -P \"$(cat /etc/ovr/secrets/mqtt-fleet.password)\" "
+    """Messages on the cloud broker, read on its loopback listener as the scenario's molecule-fleet
+    (the fleet's rights; ovr-fleet's own credential would close the fleet worker's session)."""
+    out = sh(CLOUD, f"mosquitto_sub -h 127.0.0.1 -p 1883 {fleet_auth()} "
                     f"-t {shlex.quote(topic)} -C {count} -W {wait} -v", check=False, timeout=wait + 30)
     return [line for line in out.stdout.splitlines() if line]
 
 
 def cloud_pub(topic: str, payload: str, retain: bool = False) -> None:
-    sh(CLOUD, "mosquitto_pub -h 127.0.0.1 -p 1883 -u ovr-fleet -P \"$(cat /etc/ovr/secrets/mqtt-fleet.password)\" "
+    sh(CLOUD, f"mosquitto_pub -h 127.0.0.1 -p 1883 {fleet_auth()} "
               f"-q 1 {'-r ' if retain else ''}-t {shlex.quote(topic)} -m {shlex.quote(payload)}")
 
 

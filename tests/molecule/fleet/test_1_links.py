@@ -20,7 +20,9 @@ from fleetlib import (
     bridge_up,
     cloud_pub,
     cloud_sub,
+    edge_auth,
     export,
+    fleet_auth,
     now,
     query,
     secret,
@@ -63,7 +65,7 @@ def test_cloud_gets_the_downsampled_interval():
 
 def test_bridge_carries_node_topics_out():
     payload = json.dumps({"state": "online", "version": "fleet-test", "ts": int(now() * 1000), "schema": 1, "run": RUN})
-    sh(EDGE_A, f"mosquitto_pub -h 127.0.0.1 -q 1 -r -t ovr/{EDGE_A}/status -m {shlex.quote(payload)}")
+    sh(EDGE_A, f"mosquitto_pub -h 127.0.0.1 {edge_auth()} -q 1 -r -t ovr/{EDGE_A}/status -m {shlex.quote(payload)}")
     got = wait_for(lambda: [m for m in cloud_sub(f"ovr/{EDGE_A}/status", wait=3) if RUN in m], timeout=30,
                    what="the edge's status at the cloud")
     assert got[0].startswith(f"ovr/{EDGE_A}/status ")
@@ -128,8 +130,7 @@ def test_a_node_cannot_publish_or_read_as_another_node():
     # What must not arrive is followed by a marker that must, from the same publisher to the
     # same subscriber: the broker handles one publish after the other, so once the marker is
     # in, a message that was going to be delivered would be too - no sleep to guess it has not.
-    start_sub(CLOUD, "-h 127.0.0.1 -u ovr-fleet -P \"$(cat /etc/ovr/secrets/mqtt-fleet.password)\" "
-                     f"-t ovr/{EDGE_A}/forged -C 1 -W 120", f"/tmp/forged-{RUN}")
+    start_sub(CLOUD, f"-h 127.0.0.1 {fleet_auth()} -t ovr/{EDGE_A}/forged -C 1 -W 120", f"/tmp/forged-{RUN}")
     sh(EDGE_B, "systemctl stop mosquitto")
     try:
         pw_b = secret(EDGE_B, "mqtt")

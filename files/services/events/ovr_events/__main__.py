@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     from .worker import main as worker_main
 
-    return worker_main(settings)
+    try:
+        return worker_main(settings)
+    except ConfigError as exc:  # e.g. the local broker's password file is unreadable
+        print(f"ovr_events: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -60,6 +60,10 @@ class CloudSync:
     def _client(self) -> mqtt.Client:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ovr-events-{self.s.node_id}", clean_session=False)
         c.enable_logger(logging.getLogger("ovr_events.local.paho"))
+        password = self.s.mqtt_password()
+        if password is not None:
+            # The broker takes the user name as client id (roles/edge, mosquitto-ovr.conf.j2).
+            c.username_pw_set(self.s.mqtt_username, password)
         c.will_set(node_topic(self.s.node_id, "status"), self._status("offline"), qos=1, retain=True)
         c.reconnect_delay_set(1, 30)
         c.max_queued_messages_set(1000)

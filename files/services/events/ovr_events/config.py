@@ -41,6 +41,10 @@ class Settings:
     vmagent_url: str = "http://127.0.0.1:8429"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    # The local broker takes no anonymous client (roles/edge): the worker's user and the file
+    # holding its password. Empty: connect without credentials (a test broker).
+    mqtt_username: str = ""
+    mqtt_password_file: str = ""
     data_dir: Path = Path("/var/lib/ovr/events")
     run_dir: Path = Path("/run/ovr-events")
     users_file: Path = Path("/etc/ovr/events_users.json")
@@ -57,6 +61,21 @@ class Settings:
     photo_max_bytes: int = 10 * 1024 * 1024
     vm_timeout: float = 10.0
     log_level: str = "INFO"
+
+    def mqtt_password(self) -> str | None:
+        """The local broker password from OVR_EVENTS_MQTT_PASSWORD_FILE, None without a user."""
+        if not self.mqtt_username:
+            return None
+        if not self.mqtt_password_file:
+            raise ConfigError("OVR_EVENTS_MQTT_USERNAME is set but OVR_EVENTS_MQTT_PASSWORD_FILE is not: "
+                              "name the file holding the local broker password (roles/edge writes both)")
+        try:
+            password = Path(self.mqtt_password_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"OVR_EVENTS_MQTT_PASSWORD_FILE={self.mqtt_password_file}: {exc.strerror}") from None
+        if not password:
+            raise ConfigError(f"OVR_EVENTS_MQTT_PASSWORD_FILE={self.mqtt_password_file} is empty")
+        return password
 
     @property
     def db_path(self) -> Path:
@@ -102,6 +121,8 @@ _VARS: dict[str, tuple[str, Parser, str]] = {
     "vmagent_url": ("OVR_VMAGENT_URL", text, "local vmagent (ovr_event_active writes)"),
     "mqtt_host": ("OVR_EVENTS_MQTT_HOST", text, "local broker (bridged to the cloud)"),
     "mqtt_port": ("OVR_EVENTS_MQTT_PORT", integer(strict=True), "local broker port"),
+    "mqtt_username": ("OVR_EVENTS_MQTT_USERNAME", text, "local broker user (empty: none)"),
+    "mqtt_password_file": ("OVR_EVENTS_MQTT_PASSWORD_FILE", text, "file with that user's password"),
     "data_dir": ("OVR_EVENTS_DATA_DIR", _path, "SQLite, photos, reports, session key"),
     "run_dir": ("OVR_EVENTS_RUN_DIR", _path, "the worker's snapshot and wake socket"),
     "users_file": ("OVR_EVENTS_USERS_FILE", _path, "hashed users (users-sync writes it)"),
