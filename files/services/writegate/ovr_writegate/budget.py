@@ -40,27 +40,28 @@ class SeriesBudget:
             state.since = now
         return state
 
+    @staticmethod
+    def _keep(state: _Node, key: int) -> bool:
+        """True when `key` is one of the node's series; a series of the previous half window
+        moves to the current one."""
+        if key in state.current:
+            return True
+        if key in state.previous:
+            state.previous.discard(key)
+            state.current.add(key)
+            return True
+        return False
+
     def known(self, node: str, key: int, now: float) -> bool:
         """True when `key` is one of the node's series (and keeps it current)."""
         with self._lock:
-            state = self._node(node, now)
-            if key in state.current:
-                return True
-            if key in state.previous:
-                state.previous.discard(key)
-                state.current.add(key)
-                return True
-            return False
+            return self._keep(self._node(node, now), key)
 
     def admit(self, node: str, key: int, now: float) -> bool:
         """Take a new series into the node's budget; False when the budget is spent."""
         with self._lock:
             state = self._node(node, now)
-            if key in state.current:
-                return True
-            if key in state.previous:
-                state.previous.discard(key)
-                state.current.add(key)
+            if self._keep(state, key):
                 return True
             if len(state.current) + len(state.previous) >= self.limit:
                 return False
