@@ -25,6 +25,8 @@ OWN_UNITS = [
     ("edge", "telegraf.service", {"_edge_telegraf_bin": "/usr/bin/telegraf"}),
     ("cloud", "ovr-fleet.service", {"_cloud_fleet_listen": "127.0.0.1:8089"}),
     ("cloud", "ovr-fleet-worker.service", {}),
+    ("cloud", "ovr-writegate.service", {}),
+    ("edge", "vmagent.service", {}),
     ("gxsim", "ovr-gxsim.service", {}),
 ]
 
