@@ -45,9 +45,11 @@ def secret(*parts: str) -> str:
     return credentials_dir().joinpath(*parts).read_text().strip()
 
 
-def fleet_auth() -> str:
-    """Login of the scenario's molecule-fleet user (molecule.yml) on the cloud's loopback listener."""
-    return f"-u molecule-fleet -P {shlex.quote(secret('mqtt-molecule-fleet'))}"
+def fleet_auth(user: str = "molecule-fleet") -> str:
+    """Login of one of the scenario's users with the fleet's rights (molecule.yml) on the cloud's
+    loopback listener. The user name is the client id there, so a subscriber that must stay
+    connected and a publisher beside it need two users: cloud_pub uses molecule-fleet-pub."""
+    return f"-u {user} -P {shlex.quote(secret('mqtt-' + user))}"
 
 
 def edge_auth() -> str:
@@ -97,7 +99,7 @@ def cloud_sub(topic: str, count: int = 1, wait: int = 10) -> list[str]:
 
 
 def cloud_pub(topic: str, payload: str, retain: bool = False) -> None:
-    sh(CLOUD, f"mosquitto_pub -h 127.0.0.1 -p 1883 {fleet_auth()} "
+    sh(CLOUD, f"mosquitto_pub -h 127.0.0.1 -p 1883 {fleet_auth('molecule-fleet-pub')} "
               f"-q 1 {'-r ' if retain else ''}-t {shlex.quote(topic)} -m {shlex.quote(payload)}")
 
 

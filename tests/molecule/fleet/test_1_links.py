@@ -73,7 +73,7 @@ def test_bridge_carries_node_topics_out():
 
 
 def test_bridge_carries_commands_and_registry_in():
-    start_sub(EDGE_B, f"-h 127.0.0.1 -t ovr/{EDGE_B}/cmd/fleet-test -t ovr/registry/fleet-test "
+    start_sub(EDGE_B, f"-h 127.0.0.1 {edge_auth()} -t ovr/{EDGE_B}/cmd/fleet-test -t ovr/registry/fleet-test "
                       f"-t ovr/{EDGE_A}/cmd/fleet-test -C 2 -W 30", f"/tmp/in-{RUN}")
     cloud_pub(f"ovr/{EDGE_B}/cmd/fleet-test", RUN)
     cloud_pub(f"ovr/{EDGE_A}/cmd/fleet-test", "not-for-b-" + RUN)

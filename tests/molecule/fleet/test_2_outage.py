@@ -27,6 +27,7 @@ from fleetlib import (
     cloud_api,
     cloud_pub,
     cloud_shortfall,
+    edge_auth,
     edge_event_state,
     export,
     max_gap,
@@ -60,7 +61,7 @@ def test_an_event_of_edge_a_is_in_the_registry_before_the_cut():
 
 def test_cut_edge_a_off_the_wan():
     # A subscriber on fleet-edge-a's own broker, to see what the bridge delivers on reconnect.
-    start_sub(EDGE_A, f"-h 127.0.0.1 -q 1 -t ovr/{EDGE_A}/cmd/fleet-outage -C 1 -W {OUTAGE + 600}", f"/tmp/outage-{RUN}")
+    start_sub(EDGE_A, f"-h 127.0.0.1 {edge_auth()} -q 1 -t ovr/{EDGE_A}/cmd/fleet-outage -C 1 -W {OUTAGE + 600}", f"/tmp/outage-{RUN}")
     subprocess.run(["podman", "network", "disconnect", WAN, EDGE_A], check=True, capture_output=True)
     state["cut"] = now()
     assert not cloud_reachable(EDGE_A)
